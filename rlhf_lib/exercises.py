@@ -1,0 +1,155 @@
+"""Checkers for the notebooks' exercises, and a way to reveal their solutions.
+
+In a notebook:
+
+    def reward_to_go(rewards, gamma):
+        ...                                   # your code
+    check("reward_to_go", reward_to_go)       # compares with the library on random inputs
+    # reveal("reward_to_go")                  # prints a solution (rlhf_lib/solutions.py)
+
+A checker never raises: it prints what went wrong and returns False, so an
+unfinished exercise does not stop the rest of the notebook.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from rlhf_lib import solutions
+
+
+@dataclass
+class Exercise:
+    notebook: str
+    """the notebook that poses it"""
+    reference: Callable
+    """the library's answer, called with the same arguments"""
+    cases: Callable
+    """rng -> list of argument tuples to try"""
+
+
+def _ref_discounted_return(rewards, gamma):
+    from rlhf_lib.policy_gradient import reward_to_go
+
+    return reward_to_go(rewards, gamma)[0]
+
+
+def _ref_softmax_with_temperature(logits, temperature):
+    return torch.softmax(torch.tensor(logits) / temperature, -1).numpy()
+
+
+def _ref_bellman_backup(env, V, s, gamma):
+    from rlhf_lib.tabular import q_from_v
+
+    return q_from_v(env, V, gamma)[s].max()
+
+
+def _ref_epsilon_greedy_probs(q_row, epsilon):
+    from rlhf_lib.tabular import epsilon_greedy_probs
+
+    return epsilon_greedy_probs(np.asarray(q_row), epsilon)
+
+
+def _ref_grad_log_softmax(theta, a):
+    theta_t = torch.tensor(theta, requires_grad=True)
+    theta_t.log_softmax(-1)[a].backward()
+    return theta_t.grad.numpy()
+
+
+def _ref_reward_to_go(rewards, gamma):
+    from rlhf_lib.policy_gradient import reward_to_go
+
+    return reward_to_go(rewards, gamma)
+
+
+def _ref_gae_one_episode(rewards, values, gamma, lam):
+    from rlhf_lib.ppo import gae
+
+    dones = torch.zeros(len(rewards))
+    dones[-1] = 1.0
+    return gae(torch.tensor(rewards), torch.tensor(values), dones, gamma, lam)[0].numpy()
+
+
+def _ref_clipped_objective(ratio, advantage, eps):
+    from rlhf_lib.ppo import clipped_surrogate
+
+    r, a = torch.tensor(ratio), torch.tensor(advantage)
+    return np.array([-float(clipped_surrogate(torch.log(r[i : i + 1]), torch.zeros(1), a[i : i + 1], eps)) for i in range(len(r))])
+
+
+def _gridworld_cases(rng):
+    from rlhf_lib.envs import GridWorld
+
+    cases = []
+    for layout, slip in (("classic", 0.0), ("classic", 0.2), ("maze", 0.1)):
+        env = GridWorld(layout, slip=slip)
+        V = rng.normal(size=env.n_states)
+        for s in range(env.n_states):
+            if not env.is_wall(s) and not env.is_terminal(s):
+                cases.append((env, V, s, float(rng.uniform(0.5, 1.0))))
+    return cases
+
+
+EXERCISES = {
+    "discounted_return": Exercise("00", _ref_discounted_return,
+        lambda rng: [(list(rng.normal(size=n)), g) for n in (1, 3, 10) for g in (0.0, 0.5, 0.99, 1.0)]),
+    "softmax_with_temperature": Exercise("00", _ref_softmax_with_temperature,
+        lambda rng: [(list(rng.normal(size=5) * 3), t) for t in (0.1, 0.7, 1.0, 2.0)] + [([1000.0, 999.0], 1.0)]),
+    "bellman_backup": Exercise("01", _ref_bellman_backup, _gridworld_cases),
+    "epsilon_greedy_probs": Exercise("01", _ref_epsilon_greedy_probs,
+        lambda rng: [(list(rng.integers(0, 3, size=4).astype(float)), e) for e in (0.0, 0.1, 0.5, 1.0) for _ in range(3)]),
+    "grad_log_softmax": Exercise("02", _ref_grad_log_softmax,
+        lambda rng: [(list(rng.normal(size=4)), int(a)) for a in range(4)]),
+    "reward_to_go": Exercise("02", _ref_reward_to_go,
+        lambda rng: [(list(rng.normal(size=n)), g) for n in (1, 5, 20) for g in (0.0, 0.9, 1.0)]),
+    "gae_one_episode": Exercise("03", _ref_gae_one_episode,
+        lambda rng: [(list(rng.normal(size=n)), list(rng.normal(size=n)), g, l)
+                     for n in (1, 4, 12) for g, l in ((0.99, 0.95), (1.0, 1.0), (0.9, 0.0))]),
+    "clipped_objective": Exercise("03", _ref_clipped_objective,
+        lambda rng: [(list(rng.uniform(0.5, 1.5, size=8)), list(rng.normal(size=8)), e) for e in (0.1, 0.2)]),
+}
+
+
+def check(name: str, fn: Callable, seed: int = 0) -> bool:
+    """Run `fn` on the exercise's test cases and compare with the library. Prints a verdict."""
+    if name not in EXERCISES:
+        raise KeyError(f"no exercise called {name!r}; known: {', '.join(EXERCISES)}")
+    ex = EXERCISES[name]
+    for args in ex.cases(np.random.default_rng(seed)):
+        try:
+            got = fn(*args)
+        except NotImplementedError:
+            print(f"{name}: not done yet. Fill in the function, run the cell again.")
+            return False
+        except Exception as err:  # a learner's bug: show it, do not stop the notebook
+            print(f"{name}: your function raised {type(err).__name__}: {err}")
+            return False
+        want = ex.reference(*args)
+        shown = [_fmt(a) for a in args if not hasattr(a, "transitions")]
+        try:
+            close = np.allclose(np.asarray(got, dtype=float), np.asarray(want, dtype=float), atol=1e-6)
+        except (TypeError, ValueError):
+            close = False
+        if not close:
+            print(f"{name}: not yet. For arguments {shown}\n  expected {_fmt(want)}\n  got      {_fmt(got)}")
+            return False
+    print(f"{name}: correct!")
+    return True
+
+
+def _fmt(arg):
+    if isinstance(arg, (list, tuple, np.ndarray)):
+        return np.round(np.asarray(arg, dtype=float), 3).tolist()
+    return arg
+
+
+def reveal(name: str) -> None:
+    """Print the solution's source."""
+    if name not in EXERCISES:
+        raise KeyError(f"no exercise called {name!r}; known: {', '.join(EXERCISES)}")
+    print(inspect.getsource(getattr(solutions, name)))

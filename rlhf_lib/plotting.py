@@ -1,0 +1,142 @@
+"""The course's plots. Each function draws on an `ax` (made if not given) and returns it."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+
+ARROWS = {0: (0, -1), 1: (1, 0), 2: (0, 1), 3: (-1, 0)}  # action -> (dx, dy) in image coordinates
+
+
+def _axes(ax, figsize=(6, 4)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def smooth(y, window: int = 10) -> np.ndarray:
+    """Trailing moving average; the first points average over what exists so far."""
+    y = np.asarray(y, dtype=float)
+    if window <= 1 or len(y) == 0:
+        return y
+    c = np.cumsum(np.insert(y, 0, 0.0))
+    idx = np.arange(1, len(y) + 1)
+    lo = np.maximum(0, idx - window)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def plot_gridworld(env, V=None, policy=None, path=None, ax=None, title: str | None = None, cmap: str = "RdYlGn"):
+    """Heatmap of state values V with walls, goal and pits marked, arrows for `policy`,
+    and an optional `path` (a list of states) drawn as a line."""
+    ax = _axes(ax, figsize=(1.0 * env.n_cols + 1, 1.0 * env.n_rows))
+    grid = np.full((env.n_rows, env.n_cols), np.nan)
+    if V is not None:
+        grid = np.asarray(V, dtype=float).reshape(env.n_rows, env.n_cols).copy()
+        for s in range(env.n_states):
+            if env.is_wall(s) or env.is_terminal(s):
+                grid.flat[s] = np.nan
+        im = ax.imshow(grid, cmap=cmap)
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="value")
+    else:
+        ax.imshow(np.zeros_like(grid), cmap="Greys", vmin=0, vmax=1)
+    for s in range(env.n_states):
+        r, c = divmod(s, env.n_cols)
+        kind = env.cell(s)
+        if kind == "#":
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, color="0.25"))
+        elif kind in "GX":
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, color="tab:green" if kind == "G" else "tab:red", alpha=0.8))
+            ax.text(c, r, "goal" if kind == "G" else "pit", ha="center", va="center", color="white", fontsize=8)
+        elif kind == "S":
+            ax.text(c, r + 0.35, "start", ha="center", va="center", fontsize=7)
+        if policy is not None and kind in ".S":
+            dx, dy = ARROWS[int(policy[s])]
+            ax.arrow(c - 0.25 * dx, r - 0.25 * dy, 0.3 * dx, 0.3 * dy, head_width=0.15, color="black")
+    if path is not None:
+        rc = np.array([divmod(s, env.n_cols) for s in path])
+        ax.plot(rc[:, 1], rc[:, 0], color="tab:blue", lw=3, alpha=0.6)
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_learning_curves(curves: dict, ax=None, window: int = 20, xlabel: str = "environment steps",
+                         ylabel: str = "episode return", threshold: float | None = None, title: str | None = None):
+    """curves: name -> (x, y), or name -> list of (x, y) runs (several seeds: median line, min-max band).
+    Raw points are drawn faintly, the smoothed line boldly."""
+    ax = _axes(ax)
+    for i, (name, data) in enumerate(curves.items()):
+        color = f"C{i}"
+        runs = data if isinstance(data, list) else [data]
+        if len(runs) == 1:
+            x, y = map(np.asarray, runs[0])
+            ax.plot(x, y, color=color, alpha=0.2, lw=0.8)
+            ax.plot(x, smooth(y, window), color=color, lw=2, label=name)
+        else:
+            grid = np.linspace(0, max(np.max(r[0]) for r in runs), 200)
+            ys = np.array([np.interp(grid, np.asarray(x), smooth(y, window)) for x, y in runs])
+            ax.fill_between(grid, ys.min(0), ys.max(0), color=color, alpha=0.2)
+            ax.plot(grid, np.median(ys, 0), color=color, lw=2, label=f"{name} (median of {len(runs)})")
+    if threshold is not None:
+        ax.axhline(threshold, color="0.4", ls="--", lw=1, label=f"threshold {threshold:g}")
+    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_comparison(values: dict, ax=None, ylabel: str = "", title: str | None = None, fmt: str = "{:.3g}"):
+    """A bar per name; a list of values per name draws its mean with the individual values as dots."""
+    ax = _axes(ax, figsize=(5, 3.5))
+    names = list(values)
+    for i, name in enumerate(names):
+        v = np.atleast_1d(np.asarray(values[name], dtype=float))
+        ax.bar(i, v.mean(), color=f"C{i}", alpha=0.7)
+        if len(v) > 1:
+            ax.scatter(np.full(len(v), i), v, color="black", s=10, zorder=3)
+        ax.text(i, v.mean(), fmt.format(v.mean()), ha="center", va="bottom")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    return ax
+
+
+def plot_rlhf_loop(ax=None):
+    """The RLHF loop as a diagram: base model -> samples -> feedback -> reward model -> update -> repeat."""
+    ax = _axes(ax, figsize=(9, 4.5))
+    boxes = {
+        "policy": (0.0, 2.0, "language model\n(the policy)", "tab:blue"),
+        "samples": (3.2, 2.0, "samples\n\"The plot was ...\"", "tab:gray"),
+        "feedback": (6.4, 2.0, "feedback\npeople prefer A or B", "tab:orange"),
+        "reward": (6.4, 0.0, "reward model\nscore(text)", "tab:red"),
+        "update": (3.2, 0.0, "PPO update\nreward - beta * KL", "tab:green"),
+        "reference": (0.0, 0.0, "reference model\n(frozen copy)", "tab:purple"),
+    }
+    for x, y, label, color in boxes.values():
+        ax.add_patch(FancyBboxPatch((x, y), 2.4, 1.1, boxstyle="round,pad=0.1", fc=color, alpha=0.25, ec=color))
+        ax.text(x + 1.2, y + 0.55, label, ha="center", va="center", fontsize=9)
+
+    def arrow(a, b, text, side=(1, 1)):
+        (x0, y0, *_), (x1, y1, *_) = boxes[a], boxes[b]
+        start = (x0 + 1.2 + 1.25 * np.sign(x1 - x0), y0 + 0.55 + 0.65 * np.sign(y1 - y0))
+        end = (x1 + 1.2 - 1.25 * np.sign(x1 - x0), y1 + 0.55 - 0.65 * np.sign(y1 - y0))
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=15, lw=1.5, color="0.2"))
+        ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.15, text, ha="center", fontsize=8, color="0.2")
+
+    arrow("policy", "samples", "1. sample")
+    arrow("samples", "feedback", "2. compare")
+    arrow("feedback", "reward", "3. fit")
+    arrow("reward", "update", "4. score")
+    arrow("update", "policy", "5. improve")
+    arrow("reference", "update", "keeps text close")
+    ax.text(4.4, -0.6, "6. repeat with new samples", ha="center", fontsize=9, style="italic")
+    ax.set_xlim(-0.3, 9.1), ax.set_ylim(-0.9, 3.4)
+    ax.set_axis_off()
+    ax.set_title("The RLHF loop")
+    return ax

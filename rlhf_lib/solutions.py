@@ -1,0 +1,86 @@
+"""Solutions to the notebooks' exercises. Try first; `reveal("name")` prints one.
+
+Each solution is written the plain way, with loops where the library uses
+tensors, so that the checker's comparison with the library means something.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# ---- 00 welcome
+
+
+def discounted_return(rewards, gamma):
+    total = 0.0
+    for t, r in enumerate(rewards):
+        total += gamma**t * r
+    return total
+
+
+def softmax_with_temperature(logits, temperature):
+    z = np.asarray(logits, dtype=float) / temperature
+    z = z - z.max()  # subtracting the max changes nothing but avoids overflow
+    p = np.exp(z)
+    return p / p.sum()
+
+
+# ---- 01 tabular RL
+
+
+def bellman_backup(env, V, s, gamma):
+    best = -np.inf
+    for a in range(env.n_actions):
+        q = 0.0
+        for p, s_next, r, terminated in env.transitions(s, a):
+            q += p * (r + (0.0 if terminated else gamma * V[s_next]))
+        best = max(best, q)
+    return best
+
+
+def epsilon_greedy_probs(q_row, epsilon):
+    q_row = np.asarray(q_row, dtype=float)
+    n = len(q_row)
+    best = [a for a in range(n) if q_row[a] == q_row.max()]
+    probs = np.full(n, epsilon / n)
+    for a in best:
+        probs[a] += (1 - epsilon) / len(best)
+    return probs
+
+
+# ---- 02 policy gradients
+
+
+def grad_log_softmax(theta, a):
+    theta = np.asarray(theta, dtype=float)
+    pi = np.exp(theta - theta.max())
+    pi = pi / pi.sum()
+    onehot = np.zeros_like(theta)
+    onehot[a] = 1.0
+    return onehot - pi
+
+
+def reward_to_go(rewards, gamma):
+    out = []
+    for t in range(len(rewards)):
+        out.append(sum(gamma ** (k - t) * rewards[k] for k in range(t, len(rewards))))
+    return np.array(out)
+
+
+# ---- 03 actor-critic and PPO
+
+
+def gae_one_episode(rewards, values, gamma, lam):
+    T = len(rewards)
+    advantages = np.zeros(T)
+    for t in range(T):
+        for k in range(t, T):
+            v_next = values[k + 1] if k + 1 < T else 0.0  # the episode ends after step T - 1
+            delta = rewards[k] + gamma * v_next - values[k]
+            advantages[t] += (gamma * lam) ** (k - t) * delta
+    return advantages
+
+
+def clipped_objective(ratio, advantage, eps):
+    ratio, advantage = np.asarray(ratio, dtype=float), np.asarray(advantage, dtype=float)
+    return np.minimum(ratio * advantage, np.clip(ratio, 1 - eps, 1 + eps) * advantage)

@@ -1,0 +1,169 @@
+"""Tabular reinforcement learning: value iteration, Q-learning and SARSA.
+
+Value iteration needs the model (`env.transitions`); Q-learning and SARSA
+learn from sampled steps only. The two learners differ in one line, the
+target of the update:
+
+    Q-learning:  r + gamma * max_a' Q(s', a')       (off-policy: the greedy action)
+    SARSA:       r + gamma * Q(s', a')  with a' ~ epsilon-greedy   (on-policy)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from rlhf_lib.runtime import check_count, check_positive, check_probability
+
+
+def check_gamma(gamma: float) -> float:
+    return check_probability("gamma (the discount factor)", gamma)
+
+
+# ---- planning with the model
+
+
+@dataclass
+class ValueIterationResult:
+    V: np.ndarray
+    """state values, shape (n_states,)"""
+    Q: np.ndarray
+    """action values, shape (n_states, n_actions)"""
+    deltas: list[float] = field(default_factory=list)
+    """largest change of V in each sweep"""
+
+    @property
+    def policy(self) -> np.ndarray:
+        return self.Q.argmax(axis=1)
+
+
+def q_from_v(env, V: np.ndarray, gamma: float) -> np.ndarray:
+    """Q(s, a) = sum over outcomes p * (r + gamma * V(s') * (1 - terminated))."""
+    Q = np.zeros((env.n_states, env.n_actions))
+    for s in range(env.n_states):
+        if env.is_wall(s) or env.is_terminal(s):
+            continue
+        for a in range(env.n_actions):
+            Q[s, a] = sum(p * (r + gamma * V[s2] * (not done)) for p, s2, r, done in env.transitions(s, a))
+    return Q
+
+
+def value_iteration(env, gamma: float = 0.9, tol: float = 1e-8, max_sweeps: int = 10_000) -> ValueIterationResult:
+    """Apply the Bellman optimality backup V(s) <- max_a Q(s, a) until V stops changing."""
+    gamma = check_gamma(gamma)
+    check_positive("tol", tol)
+    V = np.zeros(env.n_states)
+    deltas = []
+    for _ in range(check_count("max_sweeps", max_sweeps)):
+        Q = q_from_v(env, V, gamma)
+        V_new = Q.max(axis=1)
+        deltas.append(float(np.abs(V_new - V).max()))
+        V = V_new
+        if deltas[-1] < tol:
+            break
+    return ValueIterationResult(V=V, Q=q_from_v(env, V, gamma), deltas=deltas)
+
+
+def optimal_action_mask(Q: np.ndarray, atol: float = 1e-6) -> np.ndarray:
+    """Boolean (n_states, n_actions): True for every action within atol of the best (ties count)."""
+    return Q >= Q.max(axis=1, keepdims=True) - atol
+
+
+# ---- acting
+
+
+def epsilon_greedy(q_row: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
+    """With probability epsilon a uniformly random action, else a greedy one (ties broken at random)."""
+    if rng.random() < epsilon:
+        return int(rng.integers(len(q_row)))
+    best = np.flatnonzero(q_row == q_row.max())
+    return int(rng.choice(best))
+
+
+def epsilon_greedy_probs(q_row: np.ndarray, epsilon: float) -> np.ndarray:
+    """The action distribution that `epsilon_greedy` samples from."""
+    best = q_row == q_row.max()
+    return epsilon / len(q_row) + (1 - epsilon) * best / best.sum()
+
+
+def linear_schedule(start: float, end: float, duration: int) -> Callable[[int], float]:
+    """epsilon(episode): from `start` down to `end` over `duration` episodes, then flat."""
+    check_probability("start", start)
+    check_probability("end", end)
+    check_count("duration", duration)
+    return lambda episode: end + (start - end) * max(0.0, 1.0 - episode / duration)
+
+
+# ---- learning from samples
+
+
+@dataclass
+class TabularResult:
+    Q: np.ndarray
+    """learned action values, shape (n_states, n_actions)"""
+    returns: list[float]
+    """undiscounted return of each training episode"""
+    lengths: list[int]
+    """number of steps of each training episode"""
+
+    @property
+    def policy(self) -> np.ndarray:
+        return self.Q.argmax(axis=1)
+
+
+def _td_control(env, on_policy: bool, episodes: int, alpha: float, gamma: float, epsilon, seed: int) -> TabularResult:
+    check_count("episodes", episodes)
+    check_positive("alpha (the learning rate)", alpha)
+    gamma = check_gamma(gamma)
+    eps_at = epsilon if callable(epsilon) else (lambda _: check_probability("epsilon", epsilon))
+    rng = np.random.default_rng(seed)
+    Q = np.zeros((env.n_states, env.n_actions))
+    returns, lengths = [], []
+    for episode in range(episodes):
+        eps = eps_at(episode)
+        s, _ = env.reset(seed=int(rng.integers(2**31)))
+        a = epsilon_greedy(Q[s], eps, rng)
+        total, done, n = 0.0, False, 0
+        while not done:
+            s2, r, terminated, truncated, _ = env.step(a)
+            a2 = epsilon_greedy(Q[s2], eps, rng)
+            if terminated:
+                target = r
+            elif on_policy:
+                target = r + gamma * Q[s2, a2]  # SARSA: the action we will actually take
+            else:
+                target = r + gamma * Q[s2].max()  # Q-learning: the greedy action
+            Q[s, a] += alpha * (target - Q[s, a])
+            s, a = s2, a2
+            total += r
+            n += 1
+            done = terminated or truncated
+        returns.append(total)
+        lengths.append(n)
+    return TabularResult(Q=Q, returns=returns, lengths=lengths)
+
+
+def q_learning(env, episodes: int = 500, alpha: float = 0.5, gamma: float = 0.9, epsilon=0.1, seed: int = 0) -> TabularResult:
+    """Off-policy TD control. `epsilon` is a number or a function of the episode index."""
+    return _td_control(env, False, episodes, alpha, gamma, epsilon, seed)
+
+
+def sarsa(env, episodes: int = 500, alpha: float = 0.5, gamma: float = 0.9, epsilon=0.1, seed: int = 0) -> TabularResult:
+    """On-policy TD control. `epsilon` is a number or a function of the episode index."""
+    return _td_control(env, True, episodes, alpha, gamma, epsilon, seed)
+
+
+def greedy_path(env, Q: np.ndarray, max_steps: int | None = None) -> list[int]:
+    """States visited from the start when always taking argmax Q (slip ignored)."""
+    s, path = env.start, [env.start]
+    for _ in range(max_steps or env.max_steps):
+        if env.is_terminal(s):
+            break
+        s = env._move(s, int(Q[s].argmax()))
+        if s in path:  # a loop: the greedy policy never reaches a terminal state
+            path.append(s)
+            break
+        path.append(s)
+    return path
