@@ -82,6 +82,46 @@ def _ref_clipped_objective(ratio, advantage, eps):
     return np.array([-float(clipped_surrogate(torch.log(r[i : i + 1]), torch.zeros(1), a[i : i + 1], eps)) for i in range(len(r))])
 
 
+def _ref_sequence_logprob(token_logps, mask):
+    from rlhf_lib.ppo import masked_mean
+
+    m = torch.tensor(mask, dtype=torch.float64)
+    return float(masked_mean(torch.tensor(token_logps, dtype=torch.float64), m) * m.sum())
+
+
+def _ref_k3_estimate(logp, logp_ref):
+    from rlhf_lib.lm import kl_estimates
+
+    return kl_estimates(torch.tensor(logp), torch.tensor(logp_ref))["k3"].numpy()
+
+
+def _ref_hindsight_rewards(score, length):
+    from rlhf_lib.ppo import discounted_returns
+
+    rewards = torch.zeros(length)
+    rewards[-1] = score
+    return np.stack([rewards.numpy(), discounted_returns(rewards, torch.zeros(length), 1.0).numpy()])
+
+
+def _ref_completion_labels(ids, prompt_length, pad_id):
+    ids_t = torch.tensor(ids)
+    keep = (torch.arange(len(ids)) >= prompt_length) & (ids_t != pad_id)
+    return torch.where(keep, ids_t, torch.full_like(ids_t, -100)).numpy()
+
+
+def _ref_sft_loss(logits, labels):
+    return float(torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(labels), ignore_index=-100))
+
+
+def _sft_loss_cases(rng):
+    cases = []
+    for T, V in ((4, 5), (7, 3)):
+        labels = rng.integers(0, V, size=T)
+        labels[: T // 2] = -100  # the prompt
+        cases.append((rng.normal(size=(T, V)).round(3).tolist(), labels.tolist()))
+    return cases
+
+
 def _gridworld_cases(rng):
     from rlhf_lib.envs import GridWorld
 
@@ -112,6 +152,15 @@ EXERCISES = {
                      for n in (1, 4, 12) for g, l in ((0.99, 0.95), (1.0, 1.0), (0.9, 0.0))]),
     "clipped_objective": Exercise("03", _ref_clipped_objective,
         lambda rng: [(list(rng.uniform(0.5, 1.5, size=8)), list(rng.normal(size=8)), e) for e in (0.1, 0.2)]),
+    "sequence_logprob": Exercise("04", _ref_sequence_logprob,
+        lambda rng: [(rng.uniform(-6, 0, size=n).round(3).tolist(), [1] * k + [0] * (n - k)) for n, k in ((5, 5), (8, 3), (6, 1))]),
+    "k3_estimate": Exercise("04", _ref_k3_estimate,
+        lambda rng: [(rng.uniform(-5, 0, size=6).round(3).tolist(), rng.uniform(-5, 0, size=6).round(3).tolist()) for _ in range(3)]),
+    "hindsight_rewards": Exercise("04", _ref_hindsight_rewards,
+        lambda rng: [(float(rng.uniform(-1, 1)), n) for n in (1, 4, 9)]),
+    "completion_labels": Exercise("05", _ref_completion_labels,
+        lambda rng: [(rng.integers(2, 50, size=n).tolist() + [1] * pad, p, 1) for n, p, pad in ((6, 2, 0), (9, 4, 3), (3, 1, 1))]),
+    "sft_loss": Exercise("05", _ref_sft_loss, _sft_loss_cases),
 }
 
 

@@ -84,3 +84,58 @@ def gae_one_episode(rewards, values, gamma, lam):
 def clipped_objective(ratio, advantage, eps):
     ratio, advantage = np.asarray(ratio, dtype=float), np.asarray(advantage, dtype=float)
     return np.minimum(ratio * advantage, np.clip(ratio, 1 - eps, 1 + eps) * advantage)
+
+
+# ---- 04 language models as policies
+
+
+def sequence_logprob(token_logps, mask):
+    total = 0.0
+    for lp, m in zip(token_logps, mask):
+        if m:
+            total += lp
+    return total
+
+
+def k3_estimate(logp, logp_ref):
+    out = []
+    for lp, lq in zip(logp, logp_ref):
+        ratio = np.exp(lq - lp)  # pi_ref(token) / pi(token)
+        out.append(ratio - 1 - np.log(ratio))
+    return np.array(out)
+
+
+def hindsight_rewards(score, length):
+    rewards = np.zeros(length)
+    rewards[-1] = score  # the whole review is judged once, at its last token
+    returns = np.zeros(length)
+    running = 0.0
+    for t in reversed(range(length)):  # gamma = 1: every token's return is the final score
+        running = rewards[t] + running
+        returns[t] = running
+    return rewards, returns
+
+
+# ---- 05 supervised fine-tuning
+
+
+def completion_labels(ids, prompt_length, pad_id):
+    labels = []
+    for t, token in enumerate(ids):
+        if t < prompt_length or token == pad_id:
+            labels.append(-100)  # context or padding: not a target
+        else:
+            labels.append(token)
+    return labels
+
+
+def sft_loss(logits, labels):
+    logits = np.asarray(logits, dtype=float)
+    total, count = 0.0, 0
+    for row, label in zip(logits, labels):
+        if label == -100:
+            continue
+        log_probs = row - row.max() - np.log(np.exp(row - row.max()).sum())  # log-softmax
+        total -= log_probs[label]
+        count += 1
+    return total / count

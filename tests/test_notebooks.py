@@ -22,7 +22,7 @@ def source(cell):
 
 def test_notebooks_exist_in_order():
     numbers = [p.name[:2] for p in NOTEBOOKS]
-    assert numbers[:4] == ["00", "01", "02", "03"]
+    assert numbers[:6] == ["00", "01", "02", "03", "04", "05"]
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
 
 

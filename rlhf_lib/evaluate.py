@@ -1,0 +1,67 @@
+"""Measuring text: gold sentiment (VADER), fluency (the grammar), and summaries of both.
+
+VADER's compound score in [-1, 1] is the course's *gold* taste: the simulated
+annotators are built on it, and RLHF is judged by it. A review counts as positive
+when its compound score is above 0.05 (VADER's own convention).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from rlhf_lib.reviews import is_grammatical
+
+POSITIVE_THRESHOLD = 0.05
+
+
+@lru_cache(maxsize=1)
+def _vader():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def gold_sentiment(texts) -> np.ndarray:
+    """VADER compound score of each text, shape (N,)."""
+    if isinstance(texts, str):
+        texts = [texts]
+    return np.array([_vader().polarity_scores(t)["compound"] for t in texts])
+
+
+def positive_rate(texts) -> float:
+    return float((gold_sentiment(texts) > POSITIVE_THRESHOLD).mean())
+
+
+def grammatical_rate(texts) -> float:
+    return float(np.mean([is_grammatical(t) for t in texts]))
+
+
+def text_report(texts) -> dict:
+    """The figures the course reports for a batch of reviews."""
+    s = gold_sentiment(texts)
+    return dict(n=len(texts), positive_rate=float((s > POSITIVE_THRESHOLD).mean()),
+                negative_rate=float((s < -POSITIVE_THRESHOLD).mean()), mean_sentiment=float(s.mean()),
+                grammatical_rate=grammatical_rate(texts))
+
+
+def sample_texts(model, tokenizer, n: int = 500, prompts=None, temperature: float = 1.0, max_new_tokens: int = 64,
+                 seed: int = 0, batch_size: int = 125) -> list[str]:
+    """n whole reviews (prompt + response) sampled from the model, cycling through the course prompts."""
+    from rlhf_lib.lm import sample
+    from rlhf_lib.reviews import PROMPTS
+
+    prompts = list(prompts or PROMPTS)
+    generator = torch.Generator().manual_seed(seed)
+    texts = []
+    for start in range(0, n, batch_size):
+        batch = [prompts[i % len(prompts)] for i in range(start, min(n, start + batch_size))]
+        texts += sample(model, tokenizer, batch, max_new_tokens, temperature, generator=generator).texts
+    return texts
+
+
+def model_report(model, tokenizer, n: int = 500, temperature: float = 1.0, seed: int = 0, prompts=None) -> dict:
+    """text_report of n samples from the course prompts."""
+    return text_report(sample_texts(model, tokenizer, n, prompts=prompts, temperature=temperature, seed=seed))
