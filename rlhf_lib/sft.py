@@ -138,6 +138,7 @@ def sft(model, tokenizer, demonstrations, cfg: SFTConfig | None = None, progress
     if not demos:
         raise ValueError("no demonstrations to train on")
     gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # dropout draws from the global generator
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     steps_per_epoch = max(1, len(demos) // cfg.batch_size)
     result, start, step = SFTResult(model), time.perf_counter(), 0

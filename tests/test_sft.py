@@ -57,7 +57,7 @@ def test_sft_on_positive_demonstrations_raises_the_positive_rate():
 
     model, tokenizer = load_model()
     before = model_report(model, tokenizer, n=200, seed=1)
-    sft(model, tokenizer, make_demonstrations(600, seed=0), SFTConfig(epochs=1, seed=0), progress=False)
+    sft(model, tokenizer, make_demonstrations(1000, seed=0), SFTConfig(epochs=1, seed=0), progress=False)
     after = model_report(model, tokenizer, n=200, seed=1)
     assert after["positive_rate"] - before["positive_rate"] >= 0.2, (before, after)
     assert after["grammatical_rate"] >= 0.9
