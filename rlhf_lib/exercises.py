@@ -122,6 +122,29 @@ def _sft_loss_cases(rng):
     return cases
 
 
+def _ref_bradley_terry_prob(score_a, score_b, temperature):
+    from rlhf_lib.feedback import sigmoid
+
+    return sigmoid((score_a - score_b) / temperature)
+
+
+def _ref_agreement_rate(choices_x, choices_y):
+    both = np.isin(choices_x, ["a", "b"]) & np.isin(choices_y, ["a", "b"])
+    return float((np.asarray(choices_x)[both] == np.asarray(choices_y)[both]).mean())
+
+
+def _ref_bt_loss(r_chosen, r_rejected):
+    from rlhf_lib.reward_model import bradley_terry_loss
+
+    return float(bradley_terry_loss(torch.tensor(r_chosen), torch.tensor(r_rejected)))
+
+
+def _ref_last_real_index(mask):
+    from rlhf_lib.reward_model import last_token_index
+
+    return int(last_token_index(torch.tensor([mask]))[0])
+
+
 def _gridworld_cases(rng):
     from rlhf_lib.envs import GridWorld
 
@@ -161,6 +184,15 @@ EXERCISES = {
     "completion_labels": Exercise("05", _ref_completion_labels,
         lambda rng: [(rng.integers(2, 50, size=n).tolist() + [1] * pad, p, 1) for n, p, pad in ((6, 2, 0), (9, 4, 3), (3, 1, 1))]),
     "sft_loss": Exercise("05", _ref_sft_loss, _sft_loss_cases),
+    "bradley_terry_prob": Exercise("06", _ref_bradley_terry_prob,
+        lambda rng: [(float(a), float(b), t) for a, b in rng.uniform(-1, 1, size=(3, 2)) for t in (0.1, 1.0)]),
+    "agreement_rate": Exercise("06", _ref_agreement_rate,
+        lambda rng: [(rng.choice(["a", "b", "tie", "skip"], size=20, p=[.4, .4, .1, .1]).tolist(),
+                      rng.choice(["a", "b", "tie"], size=20, p=[.45, .45, .1]).tolist()) for _ in range(3)]),
+    "bt_loss": Exercise("07", _ref_bt_loss,
+        lambda rng: [(rng.normal(size=n).round(3).tolist(), rng.normal(size=n).round(3).tolist()) for n in (1, 5, 20)]),
+    "last_real_index": Exercise("07", _ref_last_real_index,
+        lambda rng: [([0, 0, 1, 1, 1], ), ([1, 1, 1, 0, 0], ), ([1, 0, 0, 0], ), ([0, 0, 0, 1], )]),
 }
 
 
@@ -193,7 +225,10 @@ def check(name: str, fn: Callable, seed: int = 0) -> bool:
 
 def _fmt(arg):
     if isinstance(arg, (list, tuple, np.ndarray)):
-        return np.round(np.asarray(arg, dtype=float), 3).tolist()
+        try:
+            return np.round(np.asarray(arg, dtype=float), 3).tolist()
+        except (TypeError, ValueError):  # not numbers: show as they are
+            return list(arg)
     return arg
 
 

@@ -139,3 +139,31 @@ def sft_loss(logits, labels):
         total -= log_probs[label]
         count += 1
     return total / count
+
+
+# ---- 06 human feedback
+
+
+def bradley_terry_prob(score_a, score_b, temperature):
+    return 1.0 / (1.0 + np.exp(-(score_a - score_b) / temperature))
+
+
+def agreement_rate(choices_x, choices_y):
+    both = [(x, y) for x, y in zip(choices_x, choices_y) if x in ("a", "b") and y in ("a", "b")]
+    return sum(x == y for x, y in both) / len(both)
+
+
+# ---- 07 reward modeling
+
+
+def bt_loss(r_chosen, r_rejected):
+    losses = [np.log1p(np.exp(-(c - r))) for c, r in zip(r_chosen, r_rejected)]  # -log sigmoid(c - r)
+    return float(np.mean(losses))
+
+
+def last_real_index(mask):
+    last = 0
+    for t, m in enumerate(mask):
+        if m:
+            last = t
+    return last

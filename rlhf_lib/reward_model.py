@@ -1,0 +1,229 @@
+"""Reward models: a language model with a scalar head, trained on preferences with Bradley-Terry.
+
+Bradley-Terry says a person prefers completion y_c over y_r with probability
+
+    P(y_c > y_r) = sigmoid(r(x, y_c) - r(x, y_r)),
+
+so the reward model r is fitted by minimising  -log sigmoid(r_c - r_r - margin).
+
+The model is `GPT2ForSequenceClassification` with one output (the "score" head), so it
+saves and loads with `save_pretrained` / `AutoModelForSequenceClassification`. The reward
+is read at the last real token of `<|endoftext|> prompt completion <|endoftext|>`, found
+from the attention mask, so left and right padding give the same number. After training,
+rewards are normalised so that samples of the reference model score mean 0, std 1; the two
+constants live in the model's config (`reward_mean`, `reward_std`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rlhf_lib.lm import COURSE_MODEL, position_ids_from_mask
+from rlhf_lib.runtime import check_count, check_positive
+
+
+def make_reward_model(base: str | Path | None = None):
+    """(reward model, tokenizer): the backbone of a causal LM plus a fresh scalar head ~ N(0, 1/sqrt(d + 1))."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging
+
+    source = str(COURSE_MODEL if base is None else base)
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # the "newly initialised score head" warning is expected here
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+    except OSError as err:
+        raise OSError(f"cannot build a reward model on {source!r}: {err}") from None
+    finally:
+        logging.set_verbosity(verbosity)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    torch.nn.init.normal_(model.score.weight, std=1.0 / math.sqrt(model.config.n_embd + 1))
+    model.config.reward_mean, model.config.reward_std = 0.0, 1.0
+    return model, tokenizer
+
+
+def load_reward_model(path):
+    """A reward model saved with `save_pretrained` (by `train_reward_model`'s caller or the CLI)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no reward model at {path} (expected a folder with config.json; "
+                                "train one with `python -m rlhf_lib reward --out DIR`)")
+    model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if getattr(model.config, "num_labels", None) != 1:
+        raise ValueError(f"{path} is not a reward model (it has {model.config.num_labels} outputs, not 1)")
+    model.eval()
+    return model, tokenizer
+
+
+def encode(tokenizer, texts: list[str], padding_side: str = "left"):
+    """(B, T) ids and mask of <|endoftext|> text <|endoftext|>, padded on the given side."""
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    rows = [[bos] + tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
+    T = max(map(len, rows))
+    ids = torch.full((len(rows), T), tokenizer.pad_token_id)
+    mask = torch.zeros(len(rows), T, dtype=torch.long)
+    for i, r in enumerate(rows):
+        sl = slice(T - len(r), T) if padding_side == "left" else slice(0, len(r))
+        ids[i, sl], mask[i, sl] = torch.tensor(r), 1
+    return ids, mask
+
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """(B,) index of the last 1 in each row of the mask: the last real token, whatever the padding."""
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    return (positions * mask).argmax(-1)
+
+
+def raw_rewards(model, ids, mask) -> torch.Tensor:
+    """(B,) the head's output at the last real token (not normalised)."""
+    hidden = model.transformer(input_ids=ids, attention_mask=mask,
+                               position_ids=position_ids_from_mask(mask)).last_hidden_state  # (B, T, d)
+    last = hidden[torch.arange(len(ids)), last_token_index(mask)]  # (B, d)
+    return model.score(last).squeeze(-1)
+
+
+def rewards(model, ids, mask) -> torch.Tensor:
+    """(B,) normalised rewards: (raw - reward_mean) / reward_std."""
+    return (raw_rewards(model, ids, mask) - model.config.reward_mean) / model.config.reward_std
+
+
+@torch.no_grad()
+def score_texts(model, tokenizer, texts: list[str], batch_size: int = 64, normalize: bool = True) -> np.ndarray:
+    """Rewards of whole texts (prompt + completion), shape (N,)."""
+    model.eval()
+    out = []
+    for i in range(0, len(texts), batch_size):
+        ids, mask = encode(tokenizer, texts[i : i + batch_size])
+        r = rewards(model, ids, mask) if normalize else raw_rewards(model, ids, mask)
+        out.append(r.float().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin=None) -> torch.Tensor:
+    """-mean log sigmoid(r_chosen - r_rejected - margin)."""
+    diff = r_chosen - r_rejected
+    if margin is not None:
+        diff = diff - margin
+    return -F.logsigmoid(diff).mean()
+
+
+# ---- training
+
+
+@dataclass
+class RewardConfig:
+    epochs: int = 4
+    """passes over the training pairs"""
+    batch_size: int = 32
+    """pairs per step"""
+    lr: float = 1e-3
+    """AdamW learning rate, linear warmup then linear decay to 0"""
+    warmup: int = 20
+    """warmup steps"""
+    seed: int = 0
+    """seeds the batch order and dropout"""
+
+    def __post_init__(self):
+        check_count("epochs", self.epochs)
+        check_count("batch_size", self.batch_size)
+        check_positive("lr (the learning rate)", self.lr)
+
+
+@dataclass
+class RewardResult:
+    losses: list[float] = field(default_factory=list)
+    """Bradley-Terry loss of each step"""
+    accuracies: list[float] = field(default_factory=list)
+    """share of the step's pairs ranked the annotator's way"""
+    seconds: float = 0.0
+
+
+def train_reward_model(model, tokenizer, pairs: list[dict], cfg: RewardConfig | None = None,
+                       progress: bool = True) -> RewardResult:
+    """Fit the reward model in place on {"prompt", "chosen", "rejected"} pairs."""
+    from tqdm.auto import tqdm
+
+    cfg = cfg or RewardConfig()
+    if not pairs:
+        raise ValueError("no preference pairs to train on (ties and skips carry no direction)")
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    steps_per_epoch = max(1, len(pairs) // cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    result, start, step = RewardResult(), time.perf_counter(), 0
+    model.train()
+    bar = tqdm(total=total, desc="reward model", disable=not progress)
+    for _ in range(cfg.epochs):
+        order = torch.randperm(len(pairs), generator=gen).tolist()
+        for b in range(steps_per_epoch):
+            batch = [pairs[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+            texts = [p["prompt"] + p["chosen"] for p in batch] + [p["prompt"] + p["rejected"] for p in batch]
+            r = raw_rewards(model, *encode(tokenizer, texts))  # one batch: chosen then rejected
+            r_chosen, r_rejected = r[: len(batch)], r[len(batch) :]
+            loss = bradley_terry_loss(r_chosen, r_rejected)
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * min((step + 1) / cfg.warmup, 1.0 - step / total)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            result.losses.append(loss.item())
+            result.accuracies.append((r_chosen > r_rejected).float().mean().item())
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def normalize_on(model, tokenizer, texts: list[str]) -> tuple[float, float]:
+    """Set reward_mean / reward_std so that `texts` (samples of the reference model) score mean 0, std 1."""
+    raw = score_texts(model, tokenizer, texts, normalize=False)
+    model.config.reward_mean, model.config.reward_std = float(raw.mean()), float(raw.std() + 1e-8)
+    return model.config.reward_mean, model.config.reward_std
+
+
+# ---- evaluation
+
+
+def pair_accuracy(model, tokenizer, pairs: list[dict], reference: str = "gold") -> dict:
+    """How often the reward model ranks a pair like the noise-free gold preference ("gold"), or like the
+    recorded labels ("labels"). Pairs the gold calls a tie are left out of the gold accuracy."""
+    from rlhf_lib.feedback import gold_preference
+
+    texts = [p["prompt"] + p["chosen"] for p in pairs] + [p["prompt"] + p["rejected"] for p in pairs]
+    r = score_texts(model, tokenizer, texts)
+    r_c, r_r = r[: len(pairs)], r[len(pairs) :]
+    label_acc = float((r_c > r_r).mean())
+    gold = [gold_preference(p["prompt"], p["chosen"], p["rejected"]) for p in pairs]
+    decided = [i for i, g in enumerate(gold) if g != "tie"]
+    gold_acc = float(np.mean([(r_c[i] > r_r[i]) == (gold[i] == "a") for i in decided]))
+    return dict(gold_accuracy=gold_acc, label_accuracy=label_acc, n=len(pairs), n_gold_decided=len(decided),
+                p_chosen=(1 / (1 + np.exp(-(r_c - r_r)))).tolist())
+
+
+def calibration(p_predicted, outcomes, bins: int = 10) -> dict:
+    """Reliability table: in each probability bin, the mean prediction and the observed frequency."""
+    p, y = np.asarray(p_predicted, dtype=float), np.asarray(outcomes, dtype=float)
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+    rows = [(p[idx == b].mean(), y[idx == b].mean(), int((idx == b).sum())) for b in range(bins) if (idx == b).any()]
+    predicted, observed, counts = (list(x) for x in zip(*rows)) if rows else ([], [], [])
+    ece = float(sum(c * abs(a - b) for a, b, c in zip(predicted, observed, counts)) / max(1, len(p)))
+    return dict(predicted=predicted, observed=observed, counts=counts, ece=ece)

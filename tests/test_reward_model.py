@@ -1,0 +1,118 @@
+"""The reward model: Bradley-Terry loss equals TRL's, the head reads the last real token under any padding,
+training beats chance against gold, and saving/loading keeps the normalisation."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from rlhf_lib.feedback import SimulatedAnnotator, gold_preference, label_pairs, to_pairs
+from rlhf_lib.reward_model import (
+    RewardConfig, bradley_terry_loss, calibration, encode, last_token_index, load_reward_model, make_reward_model,
+    normalize_on, pair_accuracy, raw_rewards, score_texts, train_reward_model,
+)
+
+
+def trl_loss(r_chosen, r_rejected, margin=None):
+    """TRL's RewardTrainer.compute_loss, run on given rewards through a stub model and trainer."""
+    from trl import RewardTrainer
+
+    class StubModel(torch.nn.Module):
+        def forward(self, **inputs):
+            return SimpleNamespace(logits=torch.cat([r_chosen, r_rejected])[:, None])
+
+    identity = SimpleNamespace(gather=lambda x: x, gather_for_metrics=lambda x: x)
+    trainer = SimpleNamespace(model=SimpleNamespace(training=False), args=SimpleNamespace(center_rewards_coefficient=None),
+                              accelerator=identity, _total_train_tokens=0, _tp_size=1,
+                              _metrics={"eval": {k: [] for k in ("min_reward", "mean_reward", "max_reward", "accuracy", "margin")}})
+    inputs = {"attention_mask": torch.ones(2 * len(r_chosen), 3)}
+    if margin is not None:
+        inputs["margin"] = margin
+    return RewardTrainer.compute_loss(trainer, StubModel(), inputs)
+
+
+@pytest.mark.parametrize("with_margin", [False, True])
+def test_bradley_terry_loss_equals_trl(with_margin):
+    torch.manual_seed(0)
+    r_c, r_r = torch.randn(16) * 3, torch.randn(16) * 3
+    margin = torch.rand(16) if with_margin else None
+    torch.testing.assert_close(bradley_terry_loss(r_c, r_r, margin), trl_loss(r_c, r_r, margin))
+
+
+@pytest.fixture(scope="module")
+def rm():
+    torch.manual_seed(0)
+    return make_reward_model()
+
+
+def test_last_token_index():
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
+    assert last_token_index(mask).tolist() == [3, 2, 3, 0]
+
+
+def test_reward_reads_the_last_real_token_under_left_and_right_padding(rm):
+    model, tokenizer = rm
+    texts = ["The plot was good.", "I expected more. The music was dull, but the ending was lovely.", "Overall, it was fine."]
+    with torch.no_grad():
+        left = raw_rewards(model, *encode(tokenizer, texts, "left"))
+        right = raw_rewards(model, *encode(tokenizer, texts, "right"))
+        alone = torch.cat([raw_rewards(model, *encode(tokenizer, [t])) for t in texts])
+        # the head applied by hand to the final hidden state of an unpadded sequence
+        ids, mask = encode(tokenizer, texts[:1])
+        by_hand = model.score(model.transformer(ids).last_hidden_state[0, -1]).squeeze()
+    torch.testing.assert_close(left, right, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(left, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(left[0], by_hand, atol=1e-5, rtol=1e-5)
+
+
+def test_training_learns_the_annotators_taste_and_saves(tmp_path):
+    from rlhf_lib.lm import load_model
+    from rlhf_lib.feedback import sample_pairs
+
+    policy, tok = load_model()
+    pairs = sample_pairs(policy, tok, 800, seed=0)
+    records = [vars(r) for r in label_pairs(SimulatedAnnotator(0.1, seed=0), pairs)]
+    train, heldout = to_pairs(records[:600]), to_pairs(records[600:])
+    model, tokenizer = make_reward_model()
+    before = pair_accuracy(model, tokenizer, heldout)["gold_accuracy"]
+    result = train_reward_model(model, tokenizer, train, RewardConfig(seed=0), progress=False)
+    ev = pair_accuracy(model, tokenizer, heldout)
+    # a clear rise above chance on held-out pairs (the course's 90% target needs more than this small run)
+    assert ev["gold_accuracy"] >= 0.62 and ev["gold_accuracy"] > before + 0.1, (before, ev["gold_accuracy"])
+    assert np.mean(result.losses[-5:]) < np.mean(result.losses[:5])
+    mean, std = normalize_on(model, tokenizer, [p["prompt"] + p["chosen"] for p in heldout])
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded, loaded_tok = load_reward_model(tmp_path)
+    texts = [p["prompt"] + p["chosen"] for p in heldout[:8]]
+    np.testing.assert_allclose(score_texts(loaded, loaded_tok, texts), score_texts(model, tokenizer, texts), atol=1e-5)
+    assert loaded.config.reward_mean == pytest.approx(mean) and loaded.config.reward_std == pytest.approx(std)
+
+
+def test_normalisation_gives_mean_zero_std_one(rm):
+    model, tokenizer = rm
+    texts = ["The plot was good.", "The plot was awful.", "Seven out of ten.", "What a lovely film!"]
+    normalize_on(model, tokenizer, texts)
+    s = score_texts(model, tokenizer, texts)
+    assert abs(s.mean()) < 1e-5 and abs(s.std() - 1) < 1e-4
+    model.config.reward_mean, model.config.reward_std = 0.0, 1.0
+
+
+def test_calibration_of_a_calibrated_predictor():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=20_000)
+    y = rng.uniform(size=20_000) < p
+    cal = calibration(p, y, bins=10)
+    assert cal["ece"] < 0.02
+    np.testing.assert_allclose(cal["predicted"], cal["observed"], atol=0.03)
+
+
+def test_missing_reward_model_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no reward model at"):
+        load_reward_model(tmp_path / "nope")
+
+
+def test_no_pairs_is_a_clear_error(rm):
+    with pytest.raises(ValueError, match="no preference pairs"):
+        train_reward_model(*rm, [], progress=False)
