@@ -14,7 +14,6 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-import torch
 
 
 def add_config_options(parser, config_cls):
@@ -84,7 +83,6 @@ def main(argv=None):
     add_config_options(s, SFTConfig)
     s.set_defaults(run=cmd_sft)
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         summary = args.run(args)
     except (ValueError, FileNotFoundError, OSError) as err:

@@ -83,10 +83,7 @@ def _ref_clipped_objective(ratio, advantage, eps):
 
 
 def _ref_sequence_logprob(token_logps, mask):
-    from rlhf_lib.ppo import masked_mean
-
-    m = torch.tensor(mask, dtype=torch.float64)
-    return float(masked_mean(torch.tensor(token_logps, dtype=torch.float64), m) * m.sum())
+    return float((torch.tensor(token_logps, dtype=torch.float64) * torch.tensor(mask)).sum())
 
 
 def _ref_k3_estimate(logp, logp_ref):

@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from rlhf_lib.runtime import check_probability
+
 # ---- word lists (rules whose alternatives are single words)
 
 ADJ_POS = ("good great superb brilliant lovely charming clever stunning beautiful delightful engaging powerful "
@@ -184,8 +186,6 @@ def _expand(symbol: str, rng: random.Random, mood: float, out: list[str]) -> Non
     alts = RULES[symbol]
     tilt = {1: 2 * mood, -1: 2 * (1 - mood), 0: 1.0}  # mood 0.5 leaves the weights as written
     weights = [a.weight * tilt[a.polarity] for a in alts]
-    if sum(weights) == 0:  # a rule whose alternatives are all of the other polarity
-        weights = [a.weight for a in alts]
     alt = rng.choices(alts, weights=weights)[0]
     for s in alt.symbols:
         _expand(s, rng, mood, out)
@@ -210,6 +210,7 @@ def generate_review(rng: random.Random | int | None = None, mood: float | None =
     rng = rng if isinstance(rng, random.Random) else random.Random(rng)
     if mood is None:
         mood = rng.betavariate(0.6, 0.6)
+    check_probability("mood", mood)
     tokens: list[str] = []
     _expand("review", rng, mood, tokens)
     return render(tokens)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from rlhf_lib.lm import encode_prompts, kl_estimates, load_model, logprobs_of, response_logits, sample, token_entropy
+from rlhf_lib.lm import encode_prompts, kl_estimates, load_model, logprobs_of, response_logits, sample, token_kl
 from rlhf_lib.pretrain import train_tokenizer
 from rlhf_lib.reviews import generate_reviews
 
@@ -77,9 +77,12 @@ def test_same_seed_same_samples(tokenizer):
     assert torch.equal(a.response_ids, b.response_ids) and a.responses == b.responses
 
 
-def test_entropy_matches_torch():
-    logits = torch.randn(2, 3, 11)
-    torch.testing.assert_close(token_entropy(logits), torch.distributions.Categorical(logits=logits).entropy())
+def test_token_kl_matches_torch():
+    logits, logits_ref = torch.randn(2, 3, 11), torch.randn(2, 3, 11)
+    want = torch.distributions.kl_divergence(torch.distributions.Categorical(logits=logits),
+                                             torch.distributions.Categorical(logits=logits_ref))
+    torch.testing.assert_close(token_kl(logits, logits_ref), want)
+    assert token_kl(logits, logits).abs().max() < 1e-6
 
 
 def exact_sequence_kl(policy, ref, tokenizer, prompt, length):

@@ -109,6 +109,11 @@ def test_sentiment_has_headroom_and_both_tails():
     assert (scores < -0.5).mean() > 0.1 and (scores > 0.5).mean() > 0.1  # both tails exist
 
 
+def test_mood_outside_0_1_is_a_clear_error():
+    with pytest.raises(ValueError, match="mood"):
+        generate_review(0, mood=1.5)
+
+
 def test_mood_steers_sentiment():
     rng = random.Random(0)
     happy = gold_sentiment([generate_review(rng, mood=0.95) for _ in range(500)]).mean()
