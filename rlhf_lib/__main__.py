@@ -2,6 +2,10 @@
 
     python -m rlhf_lib pretrain --out DIR     train the small GPT-2 from scratch (the model in assets/model)
     python -m rlhf_lib sft --out DIR          fine-tune on positive demonstrations
+    python -m rlhf_lib label --out DIR        pairs of completions labelled by the simulated annotator
+    python -m rlhf_lib reward --out DIR       train and evaluate a reward model
+    python -m rlhf_lib ppo --out DIR --reward-model DIR     PPO-RLHF against a reward model
+    python -m rlhf_lib pipeline --out DIR     (SFT,) labels, reward model, PPO, evaluation: end to end
 
 Each command saves with save_pretrained and writes DIR/summary.json with its figures.
 """
@@ -10,17 +14,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
 
 
 
-def add_config_options(parser, config_cls):
+def _optional_float(text: str):
+    return None if text.lower() in ("none", "off", "") else float(text)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_config_options(parser, config_cls, skip=()):
     """One --option per dataclass field, with the field's default."""
     for f in fields(config_cls):
+        if f.name in skip:
+            continue
         default = f.default
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default, dest=f.name)
+        kind = (_optional_float if default is None or "None" in str(f.type) else _bool if isinstance(default, bool)
+                else type(default))
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default, dest=f.name,
+                            help=f"(default: {default})")
 
 
 def config_from(args, config_cls):
@@ -63,6 +85,175 @@ def cmd_sft(args):
     return summary
 
 
+REWARD_POOLING = "last"  # the usual head; "sum" is the alternative notebook 07 discusses
+
+
+def _fresh_file(path: Path) -> Path:
+    if path.exists():
+        raise ValueError(f"{path} already exists; choose another --out (labels are never overwritten)")
+    return path
+
+
+def make_labels(model, tokenizer, out: Path, n_pairs: int, annotator_temperature: float, seed: int,
+                max_new_tokens: int, model_name: str) -> dict:
+    """Sample pairs from the model, label them with the simulated annotator, write out/labels.jsonl."""
+    import time
+
+    from rlhf_lib.feedback import SimulatedAnnotator, gold_preference, label_pairs, sample_pairs, write_records
+
+    start = time.perf_counter()
+    path = _fresh_file(out / "labels.jsonl")
+    pairs = sample_pairs(model, tokenizer, n_pairs, max_new_tokens=max_new_tokens, seed=seed)
+    annotator = SimulatedAnnotator(annotator_temperature, seed=seed)
+    records = label_pairs(annotator, pairs, model=model_name)
+    write_records(path, records)
+    choices = [r.choice for r in records]
+    decided = [(r, gold_preference(r.prompt, r.completion_a, r.completion_b)) for r in records if r.choice in "ab"]
+    agree = [r.choice == g for r, g in decided if g != "tie"]
+    return dict(labels=str(path), n=len(records), choices={c: choices.count(c) for c in sorted(set(choices))},
+                annotator=annotator.name, annotator_temperature=annotator_temperature,
+                agreement_with_gold=sum(agree) / max(1, len(agree)), seconds=round(time.perf_counter() - start, 1))
+
+
+def cmd_label(args):
+    from rlhf_lib.lm import load_model
+
+    model, tokenizer = load_model(args.model)
+    summary = make_labels(model, tokenizer, Path(args.out), args.n_pairs, args.annotator_temperature, args.seed,
+                          args.max_new_tokens, str(args.model or "course model"))
+    _write_summary(args.out, summary)
+    return summary
+
+
+def train_reward(out: Path, labels: Path, policy_model, policy_tokenizer, cfg, base, n_heldout: int, seed: int,
+                 max_new_tokens: int, pooling: str) -> dict:
+    """Train a reward model on the labels, check it against gold on fresh pairs, normalise, save to out."""
+    from rlhf_lib.evaluate import sample_texts
+    from rlhf_lib.feedback import load_preferences, sample_pairs, to_pairs
+    from rlhf_lib.reward_model import calibration, make_reward_model, normalize_on, pair_accuracy, train_reward_model
+
+    train = to_pairs(load_preferences(labels))
+    model, tokenizer = make_reward_model(base, pooling=pooling)
+    result = train_reward_model(model, tokenizer, train, cfg)
+    heldout = [dict(prompt=p, chosen=a, rejected=b) for p, a, b in
+               sample_pairs(policy_model, policy_tokenizer, n_heldout, max_new_tokens=max_new_tokens, seed=seed + 10_000)]
+    mean, std = normalize_on(model, tokenizer, sample_texts(policy_model, policy_tokenizer, 512, seed=seed + 20_000,
+                                                                stop_at="sentence"))
+    report = pair_accuracy(model, tokenizer, heldout)
+    decided = [(p, g > 0) for p, g in zip(report["p_chosen"], report["gold_gap"]) if g != 0]
+    ece = calibration(*zip(*decided))["ece"]
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return dict(labels=str(labels), n_train_pairs=len(train), n_heldout_pairs=report["n_gold_decided"],
+                gold_accuracy=report["gold_accuracy"], train_accuracy_last_epoch=sum(result.accuracies[-10:]) / 10,
+                calibration_error=ece, reward_mean=mean, reward_std=std, config=vars(cfg),
+                seconds=round(result.seconds, 1))
+
+
+def cmd_reward(args):
+    from rlhf_lib.lm import load_model
+    from rlhf_lib.reward_model import RewardConfig
+
+    cfg = config_from(args, RewardConfig)
+    out = Path(args.out)
+    model, tokenizer = load_model(args.model)
+    labels = args.labels
+    if labels is None:
+        made = make_labels(model, tokenizer, out, args.n_pairs, args.annotator_temperature, cfg.seed,
+                           args.max_new_tokens, str(args.model or "course model"))
+        labels = Path(made["labels"])
+    summary = train_reward(out, Path(labels), model, tokenizer, cfg, args.base, args.heldout, cfg.seed,
+                           args.max_new_tokens, args.pooling)
+    _write_summary(out, summary)
+    return summary
+
+
+def run_ppo(out: Path, model_name, reward_path, cfg, eval_samples: int, accelerator=None) -> dict:
+    from rlhf_lib.lm import load_model
+    from rlhf_lib.reward_model import load_reward_model
+    from rlhf_lib.rlhf import evaluate_policy, train_rlhf
+
+    reward = load_reward_model(reward_path)
+    policy, tokenizer = load_model(model_name)
+    reference, _ = load_model(model_name)
+    main_process = accelerator is None or accelerator.is_main_process
+    before = evaluate_policy(policy, reference, tokenizer, *reward, n=eval_samples) if main_process else None
+    result = train_rlhf(policy, tokenizer, *reward, reference, cfg, checkpoint_dir=out / "checkpoint",
+                        accelerator=accelerator)
+    if not main_process:
+        return {}
+    after = evaluate_policy(policy, reference, tokenizer, *reward, n=eval_samples)
+    policy.save_pretrained(out / "policy")
+    tokenizer.save_pretrained(out / "policy")
+    return dict(model=str(model_name or "course model"), reward_model=str(reward_path), config=vars(cfg),
+                before=before, after=after, train_seconds=round(result.seconds, 1),
+                processes=accelerator.num_processes if accelerator else 1, last_iteration=result.history[-1],
+                policy=str(out / "policy"))
+
+
+def cmd_ppo(args):
+    from rlhf_lib.rlhf import RLHFConfig
+
+    cfg = config_from(args, RLHFConfig)
+    accelerator = None
+    if args.accelerate or int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by `accelerate launch`
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=not _cuda())
+    summary = run_ppo(Path(args.out), args.model, args.reward_model, cfg, args.eval_samples, accelerator)
+    if summary:
+        _write_summary(args.out, summary)
+    return summary
+
+
+def cmd_pipeline(args):
+    """SFT if asked, then labels, reward model, PPO and the evaluation, each in its own subfolder."""
+    import time
+
+    from rlhf_lib.lm import load_model
+    from rlhf_lib.reward_model import RewardConfig
+    from rlhf_lib.rlhf import RLHFConfig
+
+    start, out, stages = time.perf_counter(), Path(args.out), {}
+    model_name = args.model
+    if args.sft:
+        from rlhf_lib.sft import SFTConfig, make_demonstrations, save_jsonl, sft
+
+        model, tokenizer = load_model(model_name)
+        demos = make_demonstrations(2000, seed=args.seed)
+        save_jsonl(demos, out / "sft" / "demonstrations.jsonl")
+        result = sft(model, tokenizer, demos, SFTConfig(seed=args.seed))
+        model.save_pretrained(out / "sft")
+        tokenizer.save_pretrained(out / "sft")
+        stages["sft"] = dict(seconds=round(result.seconds, 1), final_loss=result.losses[-1])
+        model_name = str(out / "sft")
+    model, tokenizer = load_model(model_name)
+    stages["labels"] = make_labels(model, tokenizer, out / "labels", args.n_pairs, args.annotator_temperature,
+                                   args.seed, 64, str(model_name or "course model"))
+    stages["reward_model"] = train_reward(out / "reward_model", Path(stages["labels"]["labels"]), model, tokenizer,
+                                          RewardConfig(seed=args.seed), None, args.heldout, args.seed, 64,
+                                          REWARD_POOLING)
+    cfg = RLHFConfig(iterations=args.iterations, seed=args.seed)
+    stages["ppo"] = run_ppo(out / "ppo", model_name, out / "reward_model", cfg, args.eval_samples)
+    summary = dict(before=stages["ppo"]["before"], after=stages["ppo"]["after"],
+                   reward_model_gold_accuracy=stages["reward_model"]["gold_accuracy"], stages=stages,
+                   policy=stages["ppo"]["policy"], seconds=round(time.perf_counter() - start, 1))
+    _write_summary(out, summary)
+    return summary
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _write_summary(out, summary: dict) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+
+
 def main(argv=None):
     from rlhf_lib.pretrain import PretrainConfig
     from rlhf_lib.sft import SFTConfig
@@ -82,15 +273,71 @@ def main(argv=None):
     s.add_argument("--eval-samples", type=int, default=500, dest="eval_samples")
     add_config_options(s, SFTConfig)
     s.set_defaults(run=cmd_sft)
+    add_feedback_commands(sub)
     args = parser.parse_args(argv)
     try:
         summary = args.run(args)
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
+    if not summary:  # a helper process under accelerate: the main process reports
+        return 0
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "stages")}, indent=2, default=str))
     print(f"saved to {args.out} (summary in {Path(args.out) / 'summary.json'})")
     return 0
+
+
+def add_feedback_commands(sub):
+    from rlhf_lib.reward_model import RewardConfig
+    from rlhf_lib.rlhf import RLHFConfig
+
+    def common(p, what):
+        p.add_argument("--out", required=True, type=Path, help=f"folder for {what} and summary.json")
+        p.add_argument("--model", default=None, help="model folder or name that writes the completions "
+                       "(default: the course model)")
+
+    def labelling(p):
+        p.add_argument("--n-pairs", type=int, default=2000, dest="n_pairs", help="pairs to label (default: 2000)")
+        p.add_argument("--annotator-temperature", type=float, default=0.1, dest="annotator_temperature",
+                       help="noise of the simulated annotator (default: 0.1)")
+        p.add_argument("--max-new-tokens", type=int, default=64, dest="max_new_tokens")
+
+    p = sub.add_parser("label", help="pairs of completions labelled by the simulated annotator (JSONL)")
+    common(p, "labels.jsonl")
+    labelling(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=cmd_label)
+
+    p = sub.add_parser("reward", help="train and evaluate a reward model")
+    common(p, "the reward model")
+    labelling(p)
+    p.add_argument("--labels", type=Path, default=None, help="JSONL of preference records (default: make them)")
+    p.add_argument("--base", default=None, help="backbone (default: the course model)")
+    p.add_argument("--heldout", type=int, default=500, help="fresh pairs to check against gold (default: 500)")
+    p.add_argument("--pooling", choices=["last", "sum"], default=REWARD_POOLING,
+                   help=f"where the head reads (default: {REWARD_POOLING})")
+    add_config_options(p, RewardConfig)
+    p.set_defaults(run=cmd_reward)
+
+    p = sub.add_parser("ppo", help="PPO-RLHF of a policy against a reward model")
+    common(p, "the policy, checkpoints")
+    p.add_argument("--reward-model", required=True, type=Path, dest="reward_model", help="a folder from `reward`")
+    p.add_argument("--eval-samples", type=int, default=500, dest="eval_samples")
+    p.add_argument("--accelerate", action="store_true",
+                   help="run under `accelerate launch` (several processes split the rollouts)")
+    add_config_options(p, RLHFConfig)
+    p.set_defaults(run=cmd_ppo)
+
+    p = sub.add_parser("pipeline", help="(SFT,) labels, reward model, PPO and evaluation, end to end")
+    common(p, "every stage")
+    p.add_argument("--sft", action="store_true", help="start with supervised fine-tuning")
+    p.add_argument("--n-pairs", type=int, default=2000, dest="n_pairs")
+    p.add_argument("--annotator-temperature", type=float, default=0.1, dest="annotator_temperature")
+    p.add_argument("--heldout", type=int, default=500)
+    p.add_argument("--iterations", type=int, default=RLHFConfig.iterations, help="PPO iterations")
+    p.add_argument("--eval-samples", type=int, default=500, dest="eval_samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=cmd_pipeline)
 
 
 if __name__ == "__main__":

@@ -48,8 +48,9 @@ def text_report(texts) -> dict:
 
 
 def sample_texts(model, tokenizer, n: int = 500, prompts=None, temperature: float = 1.0, max_new_tokens: int = 64,
-                 seed: int = 0, batch_size: int = 125) -> list[str]:
-    """n whole reviews (prompt + response) sampled from the model, cycling through the course prompts."""
+                 seed: int = 0, batch_size: int = 125, stop_at: str = "text") -> list[str]:
+    """n texts (prompt + response) sampled from the model, cycling through the course prompts: whole
+    reviews (stop_at="text") or the prompt's first sentence (stop_at="sentence")."""
     from rlhf_lib.lm import sample
     from rlhf_lib.reviews import PROMPTS
 
@@ -58,7 +59,7 @@ def sample_texts(model, tokenizer, n: int = 500, prompts=None, temperature: floa
     texts = []
     for start in range(0, n, batch_size):
         batch = [prompts[i % len(prompts)] for i in range(start, min(n, start + batch_size))]
-        texts += sample(model, tokenizer, batch, max_new_tokens, temperature, generator=generator).texts
+        texts += sample(model, tokenizer, batch, max_new_tokens, temperature, generator=generator, stop_at=stop_at).texts
     return texts
 
 

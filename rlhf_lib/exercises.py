@@ -155,6 +155,21 @@ def _gridworld_cases(rng):
     return cases
 
 
+def _ref_kl_shaped_rewards(score, logp, logp_ref, beta):
+    from rlhf_lib.rlhf import token_rewards
+
+    n = len(logp)
+    rewards, _ = token_rewards(torch.tensor([score]), torch.tensor([logp]), torch.tensor([logp_ref]),
+                               torch.ones(1, n), beta)
+    return rewards[0].tolist()
+
+
+def _ref_adaptive_beta(beta, kl, target, n, horizon):
+    from rlhf_lib.rlhf import AdaptiveKLController
+
+    return AdaptiveKLController(beta, target, horizon).update(kl, n)
+
+
 EXERCISES = {
     "discounted_return": Exercise("00", _ref_discounted_return,
         lambda rng: [(list(rng.normal(size=n)), g) for n in (1, 3, 10) for g in (0.0, 0.5, 0.99, 1.0)]),
@@ -190,6 +205,11 @@ EXERCISES = {
         lambda rng: [(rng.normal(size=n).round(3).tolist(), rng.normal(size=n).round(3).tolist()) for n in (1, 5, 20)]),
     "last_real_index": Exercise("07", _ref_last_real_index,
         lambda rng: [([0, 0, 1, 1, 1], ), ([1, 1, 1, 0, 0], ), ([1, 0, 0, 0], ), ([0, 0, 0, 1], )]),
+    "kl_shaped_rewards": Exercise("08", _ref_kl_shaped_rewards,
+        lambda rng: [(float(rng.normal()), rng.uniform(-4, 0, size=n).round(3).tolist(),
+                      rng.uniform(-4, 0, size=n).round(3).tolist(), b) for n in (1, 4, 9) for b in (0.0, 0.2)]),
+    "adaptive_beta": Exercise("08", _ref_adaptive_beta,
+        lambda rng: [(0.2, kl, 3.0, 64, 2000) for kl in (0.5, 2.9, 3.0, 3.3, 12.0)] + [(0.05, 1.0, 6.0, 512, 10_000)]),
 }
 
 

@@ -139,6 +139,19 @@ def append_record(path, record: PreferenceRecord | dict) -> int:
     return offset
 
 
+def write_records(path, records) -> Path:
+    """Append many records at once (one fsync at the end); the format is the widget's."""
+    lines = [json.dumps(validate(asdict(r) if isinstance(r, PreferenceRecord) else dict(r)), ensure_ascii=False)
+             for r in records]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
 def read_records(path, allow_empty: bool = False) -> list[dict]:
     """Every record of a JSONL preference file, validated. Never writes to the file.
     A malformed line raises ValueError naming the file and the line number."""
@@ -190,9 +203,10 @@ def to_pairs(dataset) -> list[dict]:
 
 
 def sample_pairs(model, tokenizer, n: int, prompts=None, temperature: float = 1.0, max_new_tokens: int = 64,
-                 seed: int = 0, batch_size: int = 128) -> list[tuple[str, str, str]]:
+                 seed: int = 0, batch_size: int = 128, stop_at: str = "sentence") -> list[tuple[str, str, str]]:
     """n (prompt, completion A, completion B) pairs: two samples of the model for the same prompt.
-    Pairs whose completions are identical are drawn again (there is nothing to compare)."""
+    By default a completion is the rest of the prompt's sentence (stop_at="sentence"; "text" for whole
+    reviews). Pairs whose completions are identical are drawn again (there is nothing to compare)."""
     import torch
 
     from rlhf_lib.lm import sample
@@ -204,7 +218,7 @@ def sample_pairs(model, tokenizer, n: int, prompts=None, temperature: float = 1.
     while len(out) < n:
         batch = [prompts[(i + k) % len(prompts)] for k in range(batch_size)]
         i += batch_size
-        s = sample(model, tokenizer, batch + batch, max_new_tokens, temperature, generator=gen)
+        s = sample(model, tokenizer, batch + batch, max_new_tokens, temperature, generator=gen, stop_at=stop_at)
         for k, p in enumerate(batch):
             a, b = s.responses[k], s.responses[k + batch_size]
             if a != b and len(out) < n:

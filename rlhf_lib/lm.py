@@ -107,6 +107,8 @@ class Samples:
     """the sampling temperature that `logp` includes"""
     eos_id: int
     """the end-of-text token"""
+    stop_ids: tuple[int, ...] = ()
+    """the tokens that end a response (end-of-text, and sentence ends when stop_at="sentence")"""
 
     @property
     def texts(self) -> list[str]:
@@ -115,8 +117,9 @@ class Samples:
 
     @property
     def finished(self) -> torch.Tensor:
-        """(B,) True where the response ended with the end-of-text token"""
-        return (self.response_ids == self.eos_id).any(-1)
+        """(B,) True where the response ended with a stop token (not cut off at max_new_tokens)"""
+        stops = torch.tensor(self.stop_ids or (self.eos_id,))
+        return torch.isin(self.response_ids, stops).any(-1)
 
 
 def encode_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,51 +142,77 @@ def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
+STOPS = ("text", "sentence")
+
+
+def stop_ids(tokenizer, stop_at: str = "text") -> tuple[int, ...]:
+    """Token ids that end a response: end-of-text; with stop_at="sentence" also every token that ends a
+    sentence ("." or "!"), so the response is the rest of the prompt's sentence."""
+    if stop_at not in STOPS:
+        raise ValueError(f"stop_at must be one of {STOPS}, got {stop_at!r}")
+    ids = [tokenizer.eos_token_id]
+    if stop_at == "sentence":
+        ids += sorted(i for t, i in tokenizer.get_vocab().items()
+                      if i != tokenizer.eos_token_id and tokenizer.decode([i]).rstrip().endswith((".", "!")))
+    return tuple(ids)
+
+
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, temperature: float = 1.0,
-           seed: int | None = None, generator: torch.Generator | None = None) -> Samples:
-    """Sample one response per prompt from softmax(logits / temperature), stopping at end-of-text.
+           seed: int | None = None, generator: torch.Generator | None = None, stop_at: str = "text",
+           forced_min_tokens: int = 0) -> Samples:
+    """Sample one response per prompt from softmax(logits / temperature), stopping at end-of-text
+    (stop_at="text") or at the end of the first sentence (stop_at="sentence").
 
     Plain ancestral sampling, nothing else (no top-k, no forced lengths), so `logp` is the exact
-    log-probability of each sampled token under the policy at this temperature."""
+    log-probability of each sampled token under the policy at this temperature. Stopping only decides
+    where the response ends; it changes no probability.
+
+    forced_min_tokens > 0 reproduces a known mistake, for notebook 08 only: the stop tokens are banned for
+    that many steps but `logp` stays the unconstrained policy's, so it no longer describes the samples."""
     check_count("max_new_tokens", max_new_tokens)
     check_positive("temperature", temperature)
+    stops = stop_ids(tokenizer, stop_at)
     if generator is None:
         generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**63)
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = (t.to(device) for t in encode_prompts(tokenizer, prompts))
     B, eos, pad = len(prompts), tokenizer.eos_token_id, tokenizer.pad_token_id
+    stop_tensor = torch.tensor(stops, device=device)
     mask = prompt_mask
     positions = position_ids_from_mask(mask)
     inputs, past = prompt_ids, None
     tokens, logps = [], []
     done = torch.zeros(B, dtype=torch.bool, device=device)
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         out = model(input_ids=inputs, attention_mask=mask, position_ids=positions, past_key_values=past, use_cache=True)
         past = out.past_key_values
         logp_all = (out.logits[:, -1].float() / temperature).log_softmax(-1)  # (B, V)
-        token = torch.multinomial(logp_all.exp().cpu(), 1, generator=generator).squeeze(-1).to(device)  # (B,)
+        probs = logp_all.exp()
+        if step < forced_min_tokens:  # the mistake: sample from a changed distribution, keep the old logp
+            probs = probs.index_fill(-1, stop_tensor, 0.0)
+        token = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(device)  # (B,)
         token = torch.where(done, torch.full_like(token, pad), token)
         logps.append(torch.where(done, torch.zeros(B, device=device), logp_all.gather(-1, token[:, None]).squeeze(-1)))
         tokens.append(token)
-        done = done | (token == eos)
+        done = done | torch.isin(token, stop_tensor)
         inputs = token[:, None]
         positions = positions[:, -1:] + 1
         mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=device)], dim=1)
         if done.all():
             break
     response_ids = torch.stack(tokens, 1)  # (B, R)
-    response_mask = _response_mask(response_ids, eos)
+    response_mask = _response_mask(response_ids, stop_tensor)
     responses = tokenizer.batch_decode(response_ids.masked_fill(response_mask == 0, pad), skip_special_tokens=True)
     return Samples(list(prompts), prompt_ids.cpu(), prompt_mask.cpu(), response_ids.cpu(), response_mask.cpu(),
-                   torch.stack(logps, 1).cpu(), responses, temperature, eos)
+                   torch.stack(logps, 1).cpu(), responses, temperature, eos, stops)
 
 
-def _response_mask(response_ids: torch.Tensor, eos: int) -> torch.Tensor:
-    """1 up to and including the first end-of-text token, 0 after it."""
-    is_eos = (response_ids == eos).long()
-    after_eos = is_eos.cumsum(-1) - is_eos  # > 0 strictly after the first eos
-    return (after_eos == 0).long()
+def _response_mask(response_ids: torch.Tensor, stops) -> torch.Tensor:
+    """1 up to and including the first stop token, 0 after it."""
+    is_stop = torch.isin(response_ids, torch.as_tensor(stops, device=response_ids.device)).long()
+    after_stop = is_stop.cumsum(-1) - is_stop  # > 0 strictly after the first stop token
+    return (after_stop == 0).long()
 
 
 # ---- scoring given responses

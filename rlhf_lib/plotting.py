@@ -140,3 +140,50 @@ def plot_rlhf_loop(ax=None):
     ax.set_axis_off()
     ax.set_title("The RLHF loop")
     return ax
+
+
+RLHF_PANELS = (("score", "reward-model score"), ("gold_positive", "gold positive rate"),
+               ("grammatical", "grammatical rate"), ("kl_k1", "KL to reference (k1, k3)"), ("entropy", "entropy / token"),
+               ("clip_fraction", "clip fraction"), ("approx_kl", "approx. KL of the update"),
+               ("value_loss", "value loss"), ("explained_variance", "explained variance"))
+
+
+def plot_rlhf_history(histories: dict, panels=RLHF_PANELS, axes=None, window: int = 3):
+    """One panel per figure of a PPO-RLHF run, every run of `histories` ({label: result.history}) in each.
+    Returns the axes."""
+    if axes is None:
+        cols = 3
+        rows = -(-len(panels) // cols)
+        _, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
+    flat = np.asarray(axes).ravel()
+    for ax, (key, title) in zip(flat, panels):
+        for label, history in histories.items():
+            x = [h["iteration"] for h in history]
+            line, = ax.plot(x, smooth([h[key] for h in history], window), label=label)
+            if key == "kl_k1":
+                ax.plot(x, smooth([h["kl_k3"] for h in history], window), ls=":", color=line.get_color())
+        ax.set_title(title, fontsize=10)
+    flat[0].legend(fontsize=8)
+    for ax in flat[len(panels):]:
+        ax.axis("off")
+    for ax in flat[-3:]:
+        ax.set_xlabel("iteration")
+    plt.tight_layout()
+    return axes
+
+
+class LivePlot:
+    """A callback for `train_rlhf(on_iteration=...)`: redraws the panels every `every` iterations."""
+
+    def __init__(self, every: int = 5, panels=RLHF_PANELS[:4]):
+        self.every, self.panels = every, panels
+
+    def __call__(self, result) -> None:
+        from IPython.display import clear_output, display
+
+        if len(result.history) % self.every:
+            return
+        clear_output(wait=True)
+        axes = plot_rlhf_history({"this run": result.history}, self.panels)
+        display(np.asarray(axes).ravel()[0].figure)
+        plt.close(np.asarray(axes).ravel()[0].figure)

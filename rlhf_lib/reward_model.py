@@ -29,8 +29,17 @@ from rlhf_lib.lm import COURSE_MODEL, position_ids_from_mask
 from rlhf_lib.runtime import check_count, check_positive
 
 
-def make_reward_model(base: str | Path | None = None):
-    """(reward model, tokenizer): the backbone of a causal LM plus a fresh scalar head ~ N(0, 1/sqrt(d + 1))."""
+POOLINGS = ("last", "sum")
+
+
+def make_reward_model(base: str | Path | None = None, pooling: str = "last"):
+    """(reward model, tokenizer): the backbone of a causal LM plus a fresh scalar head ~ N(0, 1/sqrt(d + 1)).
+
+    pooling="last": the head reads the hidden state of the last real token (the usual reward model).
+    pooling="sum": the head scores every token and the reward is the sum over the real tokens; this
+    suits a taste that adds up word scores, as VADER's does (notebook 07 compares the two)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging
 
@@ -49,6 +58,7 @@ def make_reward_model(base: str | Path | None = None):
     model.config.pad_token_id = tokenizer.pad_token_id
     torch.nn.init.normal_(model.score.weight, std=1.0 / math.sqrt(model.config.n_embd + 1))
     model.config.reward_mean, model.config.reward_std = 0.0, 1.0
+    model.config.reward_pooling = pooling
     return model, tokenizer
 
 
@@ -88,9 +98,11 @@ def last_token_index(mask: torch.Tensor) -> torch.Tensor:
 
 
 def raw_rewards(model, ids, mask) -> torch.Tensor:
-    """(B,) the head's output at the last real token (not normalised)."""
+    """(B,) the head's output at the last real token, or summed over real tokens (not normalised)."""
     hidden = model.transformer(input_ids=ids, attention_mask=mask,
                                position_ids=position_ids_from_mask(mask)).last_hidden_state  # (B, T, d)
+    if getattr(model.config, "reward_pooling", "last") == "sum":
+        return (model.score(hidden).squeeze(-1) * mask).sum(-1)  # (B, T) -> (B,)
     last = hidden[torch.arange(len(ids)), last_token_index(mask)]  # (B, d)
     return model.score(last).squeeze(-1)
 
@@ -125,16 +137,18 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin=
 
 @dataclass
 class RewardConfig:
-    epochs: int = 4
+    epochs: int = 8
     """passes over the training pairs"""
     batch_size: int = 32
     """pairs per step"""
-    lr: float = 1e-3
+    lr: float = 5e-4
     """AdamW learning rate, linear warmup then linear decay to 0"""
     warmup: int = 20
     """warmup steps"""
     seed: int = 0
     """seeds the batch order and dropout"""
+    group_by_length: bool = False
+    """batch pairs of similar length together (less padding, so faster; batches still come in random order)"""
 
     def __post_init__(self):
         check_count("epochs", self.epochs)
@@ -167,10 +181,10 @@ def train_reward_model(model, tokenizer, pairs: list[dict], cfg: RewardConfig | 
     result, start, step = RewardResult(), time.perf_counter(), 0
     model.train()
     bar = tqdm(total=total, desc="reward model", disable=not progress)
+    lengths = [len(tokenizer(p["prompt"] + max(p["chosen"], p["rejected"], key=len))["input_ids"]) for p in pairs]
     for _ in range(cfg.epochs):
-        order = torch.randperm(len(pairs), generator=gen).tolist()
-        for b in range(steps_per_epoch):
-            batch = [pairs[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+        for indices in _batches(lengths, cfg.batch_size, steps_per_epoch, cfg.group_by_length, gen):
+            batch = [pairs[i] for i in indices]
             texts = [p["prompt"] + p["chosen"] for p in batch] + [p["prompt"] + p["rejected"] for p in batch]
             r = raw_rewards(model, *encode(tokenizer, texts))  # one batch: chosen then rejected
             r_chosen, r_rejected = r[: len(batch)], r[len(batch) :]
@@ -192,6 +206,19 @@ def train_reward_model(model, tokenizer, pairs: list[dict], cfg: RewardConfig | 
     return result
 
 
+def _batches(lengths: list[int], batch_size: int, n_batches: int, group_by_length: bool, gen) -> list[list[int]]:
+    """One epoch of batches of indices. Grouped by length: shuffle, sort within windows of 8 batches,
+    cut into batches, shuffle the batches."""
+    order = torch.randperm(len(lengths), generator=gen).tolist()
+    if group_by_length:
+        window = 8 * batch_size
+        order = [i for w in range(0, len(order), window) for i in sorted(order[w : w + window], key=lengths.__getitem__)]
+    batches = [order[b * batch_size : (b + 1) * batch_size] for b in range(n_batches)]
+    if group_by_length:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+    return batches
+
+
 def normalize_on(model, tokenizer, texts: list[str]) -> tuple[float, float]:
     """Set reward_mean / reward_std so that `texts` (samples of the reference model) score mean 0, std 1."""
     raw = score_texts(model, tokenizer, texts, normalize=False)
@@ -202,20 +229,33 @@ def normalize_on(model, tokenizer, texts: list[str]) -> tuple[float, float]:
 # ---- evaluation
 
 
-def pair_accuracy(model, tokenizer, pairs: list[dict], reference: str = "gold") -> dict:
-    """How often the reward model ranks a pair like the noise-free gold preference ("gold"), or like the
-    recorded labels ("labels"). Pairs the gold calls a tie are left out of the gold accuracy."""
-    from rlhf_lib.feedback import gold_preference
+def pair_accuracy(model, tokenizer, pairs: list[dict]) -> dict:
+    """How often the reward model ranks a pair like the noise-free gold preference (VADER), and like the
+    recorded labels (chosen over rejected). Pairs the gold calls a tie are left out of the gold accuracy.
+    Also returns, per pair, the model's P(chosen > rejected) and the gold score gap s_chosen - s_rejected."""
+    from rlhf_lib.evaluate import gold_sentiment
 
-    texts = [p["prompt"] + p["chosen"] for p in pairs] + [p["prompt"] + p["rejected"] for p in pairs]
-    r = score_texts(model, tokenizer, texts)
-    r_c, r_r = r[: len(pairs)], r[len(pairs) :]
-    label_acc = float((r_c > r_r).mean())
-    gold = [gold_preference(p["prompt"], p["chosen"], p["rejected"]) for p in pairs]
-    decided = [i for i, g in enumerate(gold) if g != "tie"]
-    gold_acc = float(np.mean([(r_c[i] > r_r[i]) == (gold[i] == "a") for i in decided]))
-    return dict(gold_accuracy=gold_acc, label_accuracy=label_acc, n=len(pairs), n_gold_decided=len(decided),
-                p_chosen=(1 / (1 + np.exp(-(r_c - r_r)))).tolist())
+    if not pairs:
+        raise ValueError("no pairs to evaluate")
+    chosen = [p["prompt"] + p["chosen"] for p in pairs]
+    rejected = [p["prompt"] + p["rejected"] for p in pairs]
+    r = score_texts(model, tokenizer, chosen + rejected, normalize=False)  # Bradley-Terry's own scale
+    margin = r[: len(pairs)] - r[len(pairs) :]
+    gap = gold_sentiment(chosen) - gold_sentiment(rejected)
+    decided = gap != 0
+    return dict(gold_accuracy=float(((margin > 0) == (gap > 0))[decided].mean()),
+                label_accuracy=float((margin > 0).mean()), n=len(pairs), n_gold_decided=int(decided.sum()),
+                p_chosen=(1 / (1 + np.exp(-margin))).tolist(), gold_gap=gap.tolist())
+
+
+def accuracy_by_gap(report: dict, edges=(0.0, 0.1, 0.2, 0.5, 2.0)) -> dict:
+    """Gold accuracy of a `pair_accuracy` report within bands of |gold score gap|: close calls are hard."""
+    p, gap = np.asarray(report["p_chosen"]), np.asarray(report["gold_gap"])
+    right, size = (p > 0.5) == (gap > 0), np.abs(gap)
+    bands = [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
+    sel = [(size > lo if lo == 0 else size >= lo) & (size < hi) for lo, hi in bands]
+    return dict(bands=[f"{lo:g}-{hi:g}" for lo, hi in bands], n=[int(m.sum()) for m in sel],
+                accuracy=[float(right[m].mean()) if m.any() else float("nan") for m in sel])
 
 
 def calibration(p_predicted, outcomes, bins: int = 10) -> dict:

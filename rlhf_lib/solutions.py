@@ -167,3 +167,17 @@ def last_real_index(mask):
         if m:
             last = t
     return last
+
+
+# ---- 08 PPO-RLHF
+
+
+def kl_shaped_rewards(score, logp, logp_ref, beta):
+    rewards = [-beta * (lp - lr) for lp, lr in zip(logp, logp_ref)]  # the KL penalty on every token
+    rewards[-1] += score  # the reward model's score on the last one
+    return rewards
+
+
+def adaptive_beta(beta, kl, target, n, horizon):
+    error = min(max(kl / target - 1.0, -0.2), 0.2)
+    return beta * (1.0 + error * n / horizon)

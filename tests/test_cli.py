@@ -35,3 +35,36 @@ def test_bad_model_path_is_a_clear_error(tmp_path):
     s = run("sft", "--out", str(tmp_path / "x"), "--model", str(tmp_path), "--n-demos", "4")
     assert s.returncode == 2
     assert "not a saved causal language model" in s.stderr and "Traceback" not in s.stderr
+
+
+def test_label_reward_ppo_commands(tmp_path):
+    from rlhf_lib.feedback import read_records
+    from rlhf_lib.reward_model import load_reward_model
+
+    labels = tmp_path / "labels"
+    p = run("label", "--out", str(labels), "--n-pairs", "40", "--max-new-tokens", "24")
+    assert p.returncode == 0, p.stderr[-2000:]
+    records = read_records(labels / "labels.jsonl")  # the widget's format, validated line by line
+    summary = json.loads((labels / "summary.json").read_text())
+    assert len(records) == summary["n"] == 40 and sum(summary["choices"].values()) == 40
+    again = run("label", "--out", str(labels), "--n-pairs", "4")
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+    reward = tmp_path / "reward"
+    r = run("reward", "--out", str(reward), "--labels", str(labels / "labels.jsonl"), "--epochs", "1",
+            "--heldout", "16", "--max-new-tokens", "24", "--group-by-length", "true")
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((reward / "summary.json").read_text())
+    assert summary["n_train_pairs"] <= 40 and 0 <= summary["gold_accuracy"] <= 1 and summary["config"]["epochs"] == 1
+    model, _ = load_reward_model(reward)
+    assert model.config.reward_pooling == "last" and model.config.reward_std > 0
+
+    ppo = tmp_path / "ppo"
+    q = run("ppo", "--out", str(ppo), "--reward-model", str(reward), "--iterations", "2", "--batch-size", "8",
+            "--minibatches", "2", "--max-new-tokens", "16", "--eval-samples", "8", "--target-kl", "4")
+    assert q.returncode == 0, q.stderr[-2000:]
+    summary = json.loads((ppo / "summary.json").read_text())
+    assert {"positive_rate", "grammatical_rate", "kl_k1"} <= set(summary["after"]) and summary["config"]["target_kl"] == 4
+    AutoModelForCausalLM.from_pretrained(ppo / "policy")
+    missing = run("ppo", "--out", str(tmp_path / "x"), "--reward-model", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no reward model at" in missing.stderr

@@ -66,6 +66,23 @@ def test_reward_reads_the_last_real_token_under_left_and_right_padding(rm):
     torch.testing.assert_close(left[0], by_hand, atol=1e-5, rtol=1e-5)
 
 
+def test_sum_head_adds_the_scores_of_every_real_token_under_any_padding():
+    torch.manual_seed(0)
+    model, tokenizer = make_reward_model(pooling="sum")
+    texts = ["The plot was good.", "I expected more. The music was dull, but the ending was lovely.", "Overall, it was fine."]
+    with torch.no_grad():
+        left = raw_rewards(model, *encode(tokenizer, texts, "left"))
+        right = raw_rewards(model, *encode(tokenizer, texts, "right"))
+        by_hand = []
+        for t in texts:  # each text alone, no padding: the head on every hidden state, added up
+            ids, _ = encode(tokenizer, [t])
+            by_hand.append(model.score(model.transformer(ids).last_hidden_state[0]).sum())
+    torch.testing.assert_close(left, right, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(left, torch.stack(by_hand), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="pooling"):
+        make_reward_model(pooling="mean")
+
+
 def test_training_learns_the_annotators_taste_and_saves(tmp_path):
     from rlhf_lib.lm import load_model
     from rlhf_lib.feedback import sample_pairs
