@@ -118,9 +118,9 @@ def score_texts(model, tokenizer, texts: list[str], batch_size: int = 64, normal
     model.eval()
     out = []
     for i in range(0, len(texts), batch_size):
-        ids, mask = encode(tokenizer, texts[i : i + batch_size])
+        ids, mask = (t.to(model.device) for t in encode(tokenizer, texts[i : i + batch_size]))
         r = rewards(model, ids, mask) if normalize else raw_rewards(model, ids, mask)
-        out.append(r.float().numpy())
+        out.append(r.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 

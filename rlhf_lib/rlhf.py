@@ -234,6 +234,8 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
         result.history, result.samples = state["history"], state["samples"]
         if kl_ctl:
             kl_ctl.beta = beta
+    device = accelerator.device if accelerator else next(policy_lm.parameters()).device
+    model.to(device), reference.to(device), reward_model.to(device)
     wrapped = accelerator.prepare(model) if accelerator else model  # DDP averages the gradients across processes
     if accelerator:
         opt = accelerator.prepare(opt)
@@ -255,18 +257,20 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
         batch_prompts = _prompts_for(iteration, local_batch, rank, world, prompts)
         s = sample(model.lm, tokenizer, batch_prompts, cfg.max_new_tokens, cfg.temperature, generator=sampler,
                    stop_at=cfg.stop_at, forced_min_tokens=cfg.forced_min_tokens)
-        ids = (s.prompt_ids, s.prompt_mask, s.response_ids, s.response_mask)
-        mask = s.response_mask.float()
+        ids = tuple(t.to(device) for t in (s.prompt_ids, s.prompt_mask, s.response_ids, s.response_mask))
+        mask = s.response_mask.float()  # rewards and advantages are computed on the CPU, the passes on `device`
         with torch.no_grad():
             _, values_old = model(*ids, temperature=cfg.temperature)
-            values_old = values_old * mask
+            values_old = values_old.cpu() * mask
             logits_ref = _response_logits(reference, *ids, cfg.temperature)
-            logp_ref = logits_ref.log_softmax(-1).gather(-1, s.response_ids[..., None]).squeeze(-1) * mask
+            logp_ref = logits_ref.log_softmax(-1).gather(-1, ids[2][..., None]).squeeze(-1).cpu() * mask
             score = _score(reward_model, reward_tokenizer, s, cfg)
         # -- 3-4. rewards, advantages, returns
         rewards, kl = token_rewards(score, s.logp, logp_ref, mask, beta)
         advantages, returns = gae(rewards, values_old, last_token_dones(mask), cfg.gamma, cfg.lam)
         advantages = whiten(advantages, mask) * mask
+        on_device = lambda x: x.to(device)
+        mask_d, logp_old_d, adv_d, returns_d, values_old_d = map(on_device, (mask, s.logp, advantages, returns, values_old))
         # -- 5. update
         stats, first_ratio_gap = [], None
         mb = local_batch // cfg.minibatches
@@ -274,13 +278,14 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
             order = torch.randperm(local_batch, generator=shuffler)
             for k in range(cfg.minibatches):
                 idx = order[k * mb : (k + 1) * mb]
-                m = mask[idx]
+                idx = idx.to(device)
+                m, logp_old = mask_d[idx], logp_old_d[idx]
                 logits, values = wrapped(*(t[idx] for t in ids), temperature=cfg.temperature)
-                logp = logits.log_softmax(-1).gather(-1, s.response_ids[idx, :, None]).squeeze(-1)
+                logp = logits.log_softmax(-1).gather(-1, ids[2][idx, :, None]).squeeze(-1)
                 if epoch == 0 and k == 0:
-                    first_ratio_gap = float(((logp.detach() - s.logp[idx]).abs() * m).max())
-                pg_loss = clipped_surrogate(logp, s.logp[idx], advantages[idx], cfg.clip_eps, m)
-                v_loss = value_loss(values, returns[idx], values_old[idx], cfg.value_clip_eps, m)
+                    first_ratio_gap = float(((logp.detach() - logp_old).abs() * m).max())
+                pg_loss = clipped_surrogate(logp, logp_old, adv_d[idx], cfg.clip_eps, m)
+                v_loss = value_loss(values, returns_d[idx], values_old_d[idx], cfg.value_clip_eps, m)
                 loss = pg_loss + cfg.vf_coef * v_loss
                 opt.zero_grad()
                 (accelerator.backward(loss) if accelerator else loss.backward())
@@ -288,7 +293,7 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
                 opt.step()
                 with torch.no_grad():
                     stats.append([float(pg_loss), float(v_loss), float(masked_mean(entropy_from_logits(logits), m)),
-                                  float(approx_kl(logp, s.logp[idx], m)), float(clip_fraction(logp, s.logp[idx], cfg.clip_eps, m))])
+                                  float(approx_kl(logp, logp_old, m)), float(clip_fraction(logp, logp_old, cfg.clip_eps, m))])
         # -- 6. figures and beta
         sums = lambda x: (x * mask).sum(-1)  # (B,) per response
         log_r = logp_ref - s.logp
@@ -341,7 +346,7 @@ def evaluate_policy(policy, reference, tokenizer, reward_model=None, reward_toke
     (if a reward model is given), and the KL to the reference per response (k1 mean, and the exact
     per-step KL summed along the sampled responses)."""
     from rlhf_lib.evaluate import text_report
-    from rlhf_lib.lm import encode_prompts, response_logits, token_kl
+    from rlhf_lib.lm import response_logits, token_kl
     from rlhf_lib.reviews import PROMPTS
     from rlhf_lib.reward_model import score_texts
 
@@ -350,11 +355,12 @@ def evaluate_policy(policy, reference, tokenizer, reward_model=None, reward_toke
     for start in range(0, n, 125):
         batch = [PROMPTS[i % len(PROMPTS)] for i in range(start, min(n, start + 125))]
         s = sample(policy, tokenizer, batch, max_new_tokens, temperature, generator=generator, stop_at=stop_at)
-        ids = (s.prompt_ids, s.prompt_mask, s.response_ids, s.response_mask)
+        device = next(policy.parameters()).device
+        ids = tuple(t.to(device) for t in (s.prompt_ids, s.prompt_mask, s.response_ids, s.response_mask))
         logits, logits_ref = response_logits(policy, *ids, temperature), response_logits(reference, *ids, temperature)
-        logp_ref = logits_ref.log_softmax(-1).gather(-1, s.response_ids[..., None]).squeeze(-1)
+        logp_ref = logits_ref.log_softmax(-1).gather(-1, ids[2][..., None]).squeeze(-1).cpu()
         k1 += ((s.logp - logp_ref) * s.response_mask).sum(-1).tolist()
-        exact += (token_kl(logits, logits_ref) * s.response_mask).sum(-1).tolist()
+        exact += (token_kl(logits, logits_ref).cpu() * s.response_mask).sum(-1).tolist()
         texts += s.texts
         finished += s.finished.tolist()
     report = text_report(texts)

@@ -3,8 +3,11 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args):
@@ -68,3 +71,21 @@ def test_label_reward_ppo_commands(tmp_path):
     AutoModelForCausalLM.from_pretrained(ppo / "policy")
     missing = run("ppo", "--out", str(tmp_path / "x"), "--reward-model", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "no reward model at" in missing.stderr
+
+
+def test_ppo_under_accelerate_with_two_processes(tmp_path):
+    """`accelerate launch` with 2 processes (on a machine without a GPU they run on the CPU): each samples half
+    the batch, gradients are averaged, so both processes end with the same weights; the main process writes
+    the summary and the policy. (accelerate's own `--cpu` flag starts one process unless MPI is set up.)"""
+    accelerate = Path(sys.executable).parent / "accelerate"
+    out = tmp_path / "ppo2"
+    p = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlhf_lib", "ppo", "--out", str(out),
+                        "--reward-model", str(ROOT / "assets" / "reward_model"), "--iterations", "3",
+                        "--batch-size", "16", "--minibatches", "2", "--eval-samples", "16"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["last_iteration"]["iteration"] == 3
+    assert summary["last_iteration"]["weight_checksum_spread"] == 0.0
+    AutoModelForCausalLM.from_pretrained(out / "policy")

@@ -1,0 +1,137 @@
+"""PPO-RLHF on the course model against TRL's RLOO and GRPO trainers, on the same task, in one run.
+
+    python benchmarks/ppo.py            # about 9 minutes on 2 cores; writes results/ppo.json and
+                                        # assets/figures/08_ppo_vs_trl.png
+
+The task for all three: the shipped course model writes the rest of a course prompt's sentence (stop at
+"." / "!" / end-of-text, at most 32 tokens); the reward is the shipped reward model's normalised score
+(assets/reward_model), minus 1 for a response that never ends. Measured: the gold positive rate (VADER) and
+grammatical rate of each batch's own samples against wall-clock seconds of training, and at the end the
+same evaluation for each trained model (500 fresh samples, KL to the reference). Each trainer gets the same
+budget of wall time. TRL's trainers are set to the same batch (64 completions a step), learning rate (1e-4;
+their default 1e-6 barely moves in minutes), response length and stop tokens, dropout off, on the CPU;
+everything else is TRL's default (RLOO: beta 0.05, 2 completions a prompt; GRPO: beta 0, 8 a prompt).
+"""
+
+import json
+import platform
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from rlhf_lib.evaluate import POSITIVE_THRESHOLD, gold_sentiment
+from rlhf_lib.lm import COURSE_MODEL, load_model, stop_ids
+from rlhf_lib.reviews import PROMPTS, is_grammatical
+from rlhf_lib.reward_model import load_reward_model, score_texts
+from rlhf_lib.rlhf import RLHFConfig, evaluate_policy, train_rlhf
+
+ROOT = Path(__file__).resolve().parents[1]
+REWARD_MODEL = ROOT / "assets" / "reward_model"
+BUDGET_SECONDS = 150
+TARGET = 0.9  # time to reach: mean gold positive rate of the last 3 batches
+
+
+def time_to_target(curve):
+    """Seconds until the mean of the last 3 batches' gold positive rate first reaches TARGET."""
+    for i in range(2, len(curve)):
+        if np.mean([c["gold_positive"] for c in curve[i - 2 : i + 1]]) >= TARGET:
+            return round(curve[i]["seconds"], 1)
+    return None
+
+
+def run_ours(reward):
+    policy, tok = load_model()
+    reference, _ = load_model()
+    result = train_rlhf(policy, tok, *reward, reference, RLHFConfig(), progress=False)
+    curve = [dict(seconds=h["seconds"], gold_positive=h["gold_positive"], grammatical=h["grammatical"],
+                  score=h["score"]) for h in result.history]
+    return policy, curve, result.seconds
+
+
+def run_trl(kind: str, reward):
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+
+    _, tok = load_model()
+    model = AutoModelForCausalLM.from_pretrained(COURSE_MODEL)
+    model.generation_config.eos_token_id = list(stop_ids(tok, "sentence"))  # stop at the sentence's end
+    model.generation_config.pad_token_id = tok.pad_token_id
+    bos = tok.decode([tok.bos_token_id])
+    prompts = Dataset.from_dict({"prompt": [bos + PROMPTS[i % len(PROMPTS)] for i in range(64 * 400)]})
+    curve, start = [], [None]
+
+    def reward_fn(prompts, completions, **kwargs):
+        texts = [p[len(bos):] + c for p, c in zip(prompts, completions)]
+        score = score_texts(reward[0], reward[1], texts)
+        finished = np.array([c.rstrip().endswith((".", "!")) for c in completions])
+        gold = gold_sentiment(texts)
+        if start[0] is not None:
+            curve.append(dict(seconds=time.perf_counter() - start[0], gold_positive=float((gold > POSITIVE_THRESHOLD).mean()),
+                              grammatical=float(np.mean([is_grammatical(t) for t in texts])), score=float(score.mean())))
+        return (score - 1.0 * ~finished).tolist()
+
+    class Budget(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            start[0] = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            control.should_training_stop = time.perf_counter() - start[0] > BUDGET_SECONDS
+
+    common = dict(output_dir=tempfile.mkdtemp(), use_cpu=True, learning_rate=1e-4, max_completion_length=32,
+                  per_device_train_batch_size=64, max_steps=10_000, logging_steps=10, report_to="none",
+                  disable_dropout=True, save_strategy="no", seed=0)
+    if kind == "GRPO":
+        trainer = GRPOTrainer(model=model, reward_funcs=reward_fn, train_dataset=prompts, processing_class=tok,
+                              args=GRPOConfig(num_generations=8, **common), callbacks=[Budget()])
+    else:
+        trainer = RLOOTrainer(model=model, reward_funcs=reward_fn, train_dataset=prompts, processing_class=tok,
+                              args=RLOOConfig(num_generations=2, **common), callbacks=[Budget()])
+    trainer.train()
+    return trainer.model.eval(), curve, time.perf_counter() - start[0]
+
+
+def main():
+    torch.manual_seed(0)
+    reward = load_reward_model(REWARD_MODEL)
+    reference, tok = load_model()
+    results, curves = {}, {}
+    for name, runner in (("ours (PPO)", lambda: run_ours(reward)), ("TRL RLOO", lambda: run_trl("RLOO", reward)),
+                         ("TRL GRPO", lambda: run_trl("GRPO", reward))):
+        model, curve, seconds = runner()
+        final = evaluate_policy(model, reference, tok, *reward, n=500)
+        results[name] = dict(training_seconds=round(seconds, 1), seconds_to_90pct_positive=time_to_target(curve),
+                             batches=len(curve), final={k: v for k, v in final.items() if k != "examples"},
+                             examples=final["examples"][:4])
+        curves[name] = curve
+        print(name, json.dumps(results[name]))
+    out = dict(date=str(date.today()), machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+               torch=torch.__version__, budget_seconds=BUDGET_SECONDS, target=f"mean gold positive rate of 3 batches >= {TARGET}",
+               results=results, curves=curves)
+    (ROOT / "benchmarks/results/ppo.json").write_text(json.dumps(out, indent=2))
+    plot(curves, ROOT / "assets/figures/08_ppo_vs_trl.png")
+
+
+def plot(curves: dict, path: Path) -> None:
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
+    for name, curve in curves.items():
+        t = [c["seconds"] for c in curve]
+        ax[0].plot(t, np.convolve([c["gold_positive"] for c in curve], np.ones(3) / 3, "same"), label=name)
+        ax[1].plot(t, np.convolve([c["grammatical"] for c in curve], np.ones(3) / 3, "same"), label=name)
+    ax[0].set(xlabel="seconds of training (2 CPU cores)", ylabel="gold positive rate of the batch", ylim=(0, 1.02))
+    ax[1].set(xlabel="seconds of training (2 CPU cores)", ylabel="grammatical rate of the batch", ylim=(0, 1.02))
+    ax[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
