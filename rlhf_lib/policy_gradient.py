@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from rlhf_lib.ppo import TrainingLog, make_envs, mlp
 from rlhf_lib.runtime import check_count, check_positive, check_probability

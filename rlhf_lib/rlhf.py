@@ -23,7 +23,6 @@ Shapes: B responses, R response tokens, P prompt tokens, V vocabulary.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlhf_lib.lm import Samples, position_ids_from_mask, sample
+from rlhf_lib.lm import Samples, position_ids_from_mask, response_logits, sample, token_kl
 from rlhf_lib.ppo import approx_kl, clip_fraction, clipped_surrogate, entropy_from_logits, explained_variance, gae, \
     masked_mean, value_loss, whiten
 from rlhf_lib.runtime import check_count, check_positive, check_probability
@@ -203,7 +202,7 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
     continues from the one found there. Returns the history of figures (RLHFResult)."""
     from tqdm.auto import tqdm
 
-    from rlhf_lib.evaluate import gold_sentiment, POSITIVE_THRESHOLD
+    from rlhf_lib.evaluate import POSITIVE_THRESHOLD, gold_sentiment
     from rlhf_lib.reviews import PROMPTS, is_grammatical
 
     cfg = cfg or RLHFConfig()
@@ -262,7 +261,7 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
         with torch.no_grad():
             _, values_old = model(*ids, temperature=cfg.temperature)
             values_old = values_old.cpu() * mask
-            logits_ref = _response_logits(reference, *ids, cfg.temperature)
+            logits_ref = response_logits(reference, *ids, cfg.temperature)
             logp_ref = logits_ref.log_softmax(-1).gather(-1, ids[2][..., None]).squeeze(-1).cpu() * mask
             score = _score(reward_model, reward_tokenizer, s, cfg)
         # -- 3-4. rewards, advantages, returns
@@ -277,8 +276,7 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
         for epoch in range(cfg.epochs):
             order = torch.randperm(local_batch, generator=shuffler)
             for k in range(cfg.minibatches):
-                idx = order[k * mb : (k + 1) * mb]
-                idx = idx.to(device)
+                idx = order[k * mb : (k + 1) * mb].to(device)
                 m, logp_old = mask_d[idx], logp_old_d[idx]
                 logits, values = wrapped(*(t[idx] for t in ids), temperature=cfg.temperature)
                 logp = logits.log_softmax(-1).gather(-1, ids[2][idx, :, None]).squeeze(-1)
@@ -330,12 +328,6 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
     return result
 
 
-def _response_logits(model, prompt_ids, prompt_mask, response_ids, response_mask, temperature):
-    from rlhf_lib.lm import response_logits
-
-    return response_logits(model, prompt_ids, prompt_mask, response_ids, response_mask, temperature)
-
-
 # ---- evaluation
 
 
@@ -346,7 +338,6 @@ def evaluate_policy(policy, reference, tokenizer, reward_model=None, reward_toke
     (if a reward model is given), and the KL to the reference per response (k1 mean, and the exact
     per-step KL summed along the sampled responses)."""
     from rlhf_lib.evaluate import text_report
-    from rlhf_lib.lm import response_logits, token_kl
     from rlhf_lib.reviews import PROMPTS
     from rlhf_lib.reward_model import score_texts
 

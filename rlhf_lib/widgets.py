@@ -12,6 +12,10 @@ of this session from the file and shows its pair again.
 
 A live figure shows how often your choices agree with the simulated annotator's
 (noise-free) taste, so you can see how your taste compares with VADER's.
+
+Keyboard: ipywidgets gives buttons no key events, so the labeler has a small text box instead.
+Click into it once, then type a, b, t (tie), s (skip) or u (undo): each key acts at once and the box
+clears itself.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from rlhf_lib.feedback import PreferenceRecord, append_record, gold_preference, read_records, undo_last
 
 BUTTONS = (("a", "A is better"), ("b", "B is better"), ("tie", "Tie"), ("skip", "Skip"))
+KEYS = {"a": "a", "b": "b", "t": "tie", "s": "skip", "u": "undo"}
 
 
 def pair_key(prompt: str, a: str, b: str) -> tuple[str, str, str]:
@@ -51,10 +56,14 @@ class Labeler:
             button.on_click(lambda _, c=choice: self.choose(c))
         self.undo_button = w.Button(description="Undo", icon="undo", tooltip="remove the last record of this session")
         self.undo_button.on_click(lambda _: self.undo())
+        self.keys = w.Text(placeholder="keys: a, b, t, s, u", description="keyboard:", continuous_update=True,
+                           layout=w.Layout(width="260px"))
+        self.keys.observe(self._on_keys, names="value")
         self.progress = w.HTML()
         self.agreement = w.HTML()
         self.widget = w.VBox([self.prompt_html, w.HBox([self.a_box, self.b_box]),
-                              w.HBox(list(self.buttons.values()) + [self.undo_button]), self.progress, self.agreement])
+                              w.HBox(list(self.buttons.values()) + [self.undo_button, self.keys]), self.progress,
+                              self.agreement])
         self._refresh()
 
     # ---- actions
@@ -79,6 +88,18 @@ class Labeler:
         self.records.pop()
         self.queue.insert(0, pair)
         self._refresh()
+
+    def _on_keys(self, change) -> None:
+        typed = change["new"]
+        if not typed:
+            return
+        self.keys.value = ""  # clear first: the next key arrives as a fresh one-letter value
+        for key in typed.lower():
+            action = KEYS.get(key)
+            if action == "undo":
+                self.undo()
+            elif action is not None:
+                self.choose(action)
 
     # ---- display
 

@@ -89,3 +89,15 @@ def test_ppo_under_accelerate_with_two_processes(tmp_path):
     assert summary["processes"] == 2 and summary["last_iteration"]["iteration"] == 3
     assert summary["last_iteration"]["weight_checksum_spread"] == 0.0
     AutoModelForCausalLM.from_pretrained(out / "policy")
+
+
+def test_pipeline_end_to_end_on_a_tiny_budget(tmp_path):
+    out = tmp_path / "run"
+    p = run("pipeline", "--out", str(out), "--n-pairs", "48", "--heldout", "16", "--iterations", "2",
+            "--eval-samples", "16")
+    assert p.returncode == 0, p.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"before", "after", "reward_model_gold_accuracy", "seconds"} <= set(summary)
+    assert set(summary["stages"]) == {"labels", "reward_model", "ppo"}
+    assert f"saved to {out}" in p.stdout and str(out / "ppo" / "policy") in p.stdout
+    AutoModelForCausalLM.from_pretrained(summary["policy"])

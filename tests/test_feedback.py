@@ -9,7 +9,7 @@ import pytest
 from rlhf_lib.evaluate import gold_sentiment
 from rlhf_lib.feedback import (
     PreferenceRecord, ScoreJudge, SimulatedAnnotator, append_record, gold_preference, label_pairs, load_preferences,
-    read_records, sigmoid, to_pairs, undo_last,
+    read_records, to_pairs, undo_last,
 )
 from rlhf_lib.widgets import Labeler
 
@@ -127,3 +127,15 @@ def test_labeler_clicks_undo_and_resume(tmp_path):
         resumed.choose(c)
     resumed.choose("a")  # no pairs left: ignored
     assert len(read_records(path)) == 4 and resumed.buttons["a"].disabled
+
+
+def test_labeler_keyboard_box(tmp_path):
+    path = tmp_path / "keys.jsonl"
+    lab = Labeler(path, PAIRS)
+    lab.keys.value = "a"
+    lab.keys.value = "T"
+    lab.keys.value = "x"  # not a key: ignored
+    lab.keys.value = "u"
+    lab.keys.value = "s"
+    assert [r["choice"] for r in read_records(path)] == ["a", "skip"] and lab.keys.value == ""
+    assert lab.queue[0] == PAIRS[2]

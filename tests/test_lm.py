@@ -2,11 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from rlhf_lib.lm import encode_prompts, kl_estimates, load_model, logprobs_of, response_logits, sample, token_kl
+from rlhf_lib.lm import encode_prompts, kl_estimates, load_model, logprobs_of, sample, stop_ids, token_kl
 from rlhf_lib.pretrain import train_tokenizer
 from rlhf_lib.reviews import generate_reviews
 
@@ -68,6 +69,30 @@ def test_stops_at_end_of_text(tokenizer):
             assert (ids[first + 1 :] == tokenizer.pad_token_id).all()
         else:
             assert m.all()
+
+
+def test_one_sentence_responses_stop_at_the_first_sentence_end():
+    from rlhf_lib.reviews import is_grammatical
+
+    model, tok = load_model()
+    s = sample(model, tok, PROMPTS * 8, max_new_tokens=32, seed=0, stop_at="sentence")
+    ends = set(stop_ids(tok, "sentence")) - {tok.eos_token_id}
+    assert {tok.decode([i]) for i in ends} == {".", "!"}
+    for ids, m, response in zip(s.response_ids, s.response_mask, s.responses):
+        kept = ids[m.bool()].tolist()
+        assert kept[-1] in ends and not set(kept[:-1]) & ends, response  # exactly one sentence end, at the end
+    assert s.finished.all() and np.mean([is_grammatical(t) for t in s.texts]) > 0.9
+    torch.testing.assert_close(logprobs_of(model, s), s.logp, atol=1e-5, rtol=0)  # stopping changes no probability
+    with pytest.raises(ValueError, match="stop_at"):
+        stop_ids(tok, "paragraph")
+
+
+def test_forced_minimum_length_keeps_the_unconstrained_logprobs():
+    model, tok = load_model()
+    s = sample(model, tok, PROMPTS * 4, max_new_tokens=24, seed=0, stop_at="sentence", forced_min_tokens=6)
+    assert (s.response_mask.sum(-1) > 6).all()
+    # the recorded log-probs are the unconstrained policy's, not those of the distribution sampled from
+    torch.testing.assert_close(logprobs_of(model, s), s.logp, atol=1e-5, rtol=0)
 
 
 def test_same_seed_same_samples(tokenizer):

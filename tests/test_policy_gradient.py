@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from rlhf_lib.envs import BernoulliBandit, GaussianBandit
 from rlhf_lib.policy_gradient import (

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf_lib.feedback import SimulatedAnnotator, gold_preference, label_pairs, to_pairs
+from rlhf_lib.feedback import SimulatedAnnotator, label_pairs, to_pairs
 from rlhf_lib.reward_model import (
     RewardConfig, bradley_terry_loss, calibration, encode, last_token_index, load_reward_model, make_reward_model,
     normalize_on, pair_accuracy, raw_rewards, score_texts, train_reward_model,

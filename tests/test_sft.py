@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from rlhf_lib.evaluate import gold_sentiment, positive_rate
+from rlhf_lib.evaluate import gold_sentiment
 from rlhf_lib.lm import encode_prompts, load_model, logprobs_of
 from rlhf_lib.sft import SFTConfig, completion_loss, load_demonstrations, make_demonstrations, save_jsonl, sft, sft_batch
 

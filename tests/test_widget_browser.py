@@ -136,6 +136,13 @@ def test_clicks_in_jupyterlab_write_exactly_the_expected_records(lab, browser):
     # the skipped-then-undone pair is shown again, and the agreement figure counts the A/B clicks
     page.locator("b", has_text=PAIRS[3][1].strip()).first.wait_for(timeout=5_000)
     page.get_by_text("agreement with the simulated annotator's taste: 2/2").wait_for(timeout=5_000)
+    # the keyboard box: "b" labels the shown pair, "u" takes it back, "s" skips it
+    box = page.get_by_placeholder("keys: a, b, t, s, u")
+    for key, judged in [("b", 4), ("u", 3), ("s", 4)]:
+        box.press(key)
+        page.get_by_text(f"{judged} / {len(PAIRS)} pairs judged").wait_for(timeout=20_000)
+    saved = records(root / "labels.jsonl")
+    assert [r["choice"] for r in saved] == ["a", "b", "tie", "skip"] and saved[3]["prompt"] == PAIRS[3][0]
     page.close()
 
 
