@@ -85,7 +85,7 @@ def cmd_sft(args):
     return summary
 
 
-REWARD_POOLING = "last"  # the usual head; "sum" is the alternative notebook 07 discusses
+REWARD_POOLING = "last"  # the usual head; "sum" learns VADER a little better but PPO hacks it (benchmarks/README.md)
 
 
 def _fresh_file(path: Path) -> Path:
