@@ -24,7 +24,9 @@ PPO = ["-m", "rlhf_lib", "ppo", "--reward-model", str(ROOT / "assets" / "reward_
 
 def run(command: list[str], out: Path) -> dict:
     start = time.perf_counter()
-    subprocess.run(command + ["--out", str(out)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(command + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise SystemExit(f"{command[0]} failed:\n{done.stderr[-3000:]}")
     summary = json.loads((out / "summary.json").read_text())
     keep = ("positive_rate", "grammatical_rate", "kl_k1", "kl_exact", "reward")
     return dict(command=" ".join(command[:8]) + " ...", wall_seconds=round(time.perf_counter() - start, 1),
