@@ -215,7 +215,8 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
 
     torch.manual_seed(cfg.seed)
     model = PolicyWithValue(policy_lm)
-    no_dropout(model), no_dropout(reference), no_dropout(reward_model)
+    for m in (model, reference, reward_model):
+        no_dropout(m)
     for p in list(reference.parameters()) + list(reward_model.parameters()):
         p.requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
@@ -228,13 +229,15 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
         if checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir to resume from")
         state = load_checkpoint(checkpoint_dir, model, opt, rank)
-        sampler.set_state(state["sampler"]), shuffler.set_state(state["shuffler"])
+        sampler.set_state(state["sampler"])
+        shuffler.set_state(state["shuffler"])
         beta, start_iteration = state["beta"], state["iteration"]
         result.history, result.samples = state["history"], state["samples"]
         if kl_ctl:
             kl_ctl.beta = beta
     device = accelerator.device if accelerator else next(policy_lm.parameters()).device
-    model.to(device), reference.to(device), reward_model.to(device)
+    for m in (model, reference, reward_model):
+        m.to(device)
     wrapped = accelerator.prepare(model) if accelerator else model  # DDP averages the gradients across processes
     if accelerator:
         opt = accelerator.prepare(opt)

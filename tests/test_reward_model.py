@@ -133,3 +133,17 @@ def test_missing_reward_model_path(tmp_path):
 def test_no_pairs_is_a_clear_error(rm):
     with pytest.raises(ValueError, match="no preference pairs"):
         train_reward_model(*rm, [], progress=False)
+
+
+def test_length_grouped_batches_cover_every_pair_once_and_group_lengths():
+    from rlhf_lib.reward_model import _batches
+
+    lengths = [int(x) for x in np.random.default_rng(0).integers(3, 60, size=200)]
+    for grouped in (False, True):
+        batches = _batches(lengths, 8, 25, grouped, torch.Generator().manual_seed(0))
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(200)) and all(len(b) == 8 for b in batches)
+    spread = lambda bs: np.mean([np.ptp([lengths[i] for i in b]) for b in bs])
+    plain = _batches(lengths, 8, 25, False, torch.Generator().manual_seed(0))
+    grouped = _batches(lengths, 8, 25, True, torch.Generator().manual_seed(0))
+    assert spread(grouped) < spread(plain) / 2  # much less padding per batch
