@@ -19,6 +19,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from rlhf_lib.classroom.cli import add_classroom_commands
 
 
 def _optional_float(text: str):
@@ -274,6 +275,7 @@ def main(argv=None):
     add_config_options(s, SFTConfig)
     s.set_defaults(run=cmd_sft)
     add_feedback_commands(sub)
+    add_classroom_commands(sub)
     args = parser.parse_args(argv)
     try:
         summary = args.run(args)
