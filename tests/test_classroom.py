@@ -6,6 +6,7 @@ import json
 import math
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -245,3 +246,36 @@ def test_cli_refuses_bad_options_before_any_work(tmp_path, capsys):
     assert main(["classroom", "train", "--db", str(db), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "1 a/b labels" in err and "--min-labels asks for 20" in err
+
+
+def test_train_button_runs_the_train_command_in_the_background(tmp_path, store, monkeypatch):
+    import time
+
+    from rlhf_lib.classroom.cli import BackgroundTrainer
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    store.add_label(1, "Ada", "a", "only-one")  # too few labels: the command refuses, and says why
+    trainer = BackgroundTrainer(store.path, tmp_path / "runs")
+    with TestClient(make_app(store, TOKEN, trainer)) as c:
+        assert c.post("/api/train").status_code == 401
+        assert c.get("/api/train", params={"token": TOKEN}).json()["state"] == "not started"
+        assert c.post("/api/train", params={"token": TOKEN}).json()["state"] in ("running", "failed (exit code 2)")
+        deadline = time.monotonic() + 60
+        while (state := c.get("/api/train", params={"token": TOKEN}).json())["state"] == "running":
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+        assert state["state"] == "failed (exit code 2)"
+        assert "1 a/b labels" in state["log_tail"] and "--min-labels asks for 20" in state["log_tail"]
+        assert "failed (exit code 2)" in c.get("/teacher", params={"token": TOKEN}).text
+
+
+def test_serve_refuses_a_port_in_use(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["classroom", "serve", "--db", str(tmp_path / "class.db"), "--port", str(port)]) == 2
+    assert f"--port {port}: cannot listen there" in capsys.readouterr().err
+    assert not (tmp_path / "class.db").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -64,6 +65,7 @@ def cmd_serve(args):
     _check(0.0 <= args.shared <= 1.0, f"--shared must be between 0 and 1, got {args.shared}")
     _check(args.n_pairs >= 1, f"--n-pairs must be at least 1, got {args.n_pairs}")
     _check(args.teacher_token is None or len(args.teacher_token) >= 8, "--teacher-token: use 8 characters or more")
+    check_port(args.host, args.port)
     pairs = read_pairs_file(args.pairs) if args.pairs is not None else None
     store = Store(args.db)
     if pairs is not None:
@@ -77,6 +79,18 @@ def cmd_serve(args):
     store.set_meta("teacher_token", token)
     serve(store, token, args.host, args.port, args.runs)
     return None
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a port another program holds before any work starts (uvicorn would find out only at the end)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as err:
+            raise ValueError(f"--host {host} --port {port}: cannot listen there ({err.strerror}); "
+                             "choose another --port") from None
 
 
 def course_model_pairs(n: int, seed: int) -> list[tuple[str, str, str]]:

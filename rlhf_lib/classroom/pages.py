@@ -184,7 +184,7 @@ def teacher(report: dict, n_pairs: int, token: str, train_state: dict | None) ->
         f"<tr><td class='student'>{escape(s['name'])}</td><td class='num'>{s['labels']}</td>"
         f"<td class='num'>{s['choices']['a']} / {s['choices']['b']} / {s['choices']['tie']} / {s['choices']['skip']}</td>"
         f"<td class='num'>{_number(s['gold_agreement'])} ({s['gold_agree']}/{s['gold_compared']})</td>"
-        f"<td>{escape(s['last'])}</td><td>{_bars(s['per_minute'])}</td></tr>" for s in report["students"])
+        f"<td title='{escape(s['last'])}'>{escape(s['last'][11:19])}</td><td>{_bars(s['per_minute'])}</td></tr>" for s in report["students"])
     agreement = "".join(
         f"<tr><td>{escape(p['a'])}</td><td>{escape(p['b'])}</td><td class='num'>{p['shared']}</td>"
         f"<td class='num'>{_number(p['agreement'])}</td><td class='num kappa'>{_number(p['kappa'])}</td></tr>"

@@ -3,7 +3,8 @@
 SQLite in WAL mode: readers never wait for the writer, and one writer at a time. Every write
 starts with `BEGIN IMMEDIATE` (it takes the write lock first, so it never fails half-way with
 "database is locked"), and a call returns only after its COMMIT, so a label that was
-acknowledged survives a killed server. Each thread gets its own connection.
+acknowledged survives a killed server. Each thread gets its own connection; within one process the
+writers also take turns on a lock, so none waits on SQLite's polling busy handler.
 
 Tables:
     pairs     id, prompt, completion_a, completion_b, model, shared (0/1), gold (noise-free taste)
@@ -123,6 +124,8 @@ class Store:
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"--db: the folder {self.path.parent} does not exist")
         self._local = threading.local()
+        self._writer = threading.Lock()  # one writer at a time in this process, woken in turn (SQLite's busy
+        # handler polls with sleeps of up to 100 ms, which gave acknowledgements a long tail)
         db = self._db()
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(SCHEMA)
@@ -140,13 +143,14 @@ class Store:
     def _write(self, work):
         """Run work(db) inside one write transaction (BEGIN IMMEDIATE ... COMMIT)."""
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(db)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._writer:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
         return result
 
     # ---- pairs
