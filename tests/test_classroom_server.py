@@ -103,7 +103,7 @@ def test_thirty_labelers_at_once_every_acknowledged_label_exported_once(server):
     server.start()
     n_labelers, n_labels = 30, 50
     acked, latencies, errors = [], [], []
-    lock, go = threading.Lock(), threading.Barrier(n_labelers)
+    lock, go = threading.Lock(), threading.Barrier(n_labelers, timeout=60)
 
     def labeler(k):
         name = f"student-{k:02d}"
@@ -126,7 +126,7 @@ def test_thirty_labelers_at_once_every_acknowledged_label_exported_once(server):
         except Exception as err:  # reported below, with the others
             errors.append(f"{name}: {err!r}")
 
-    threads = [threading.Thread(target=labeler, args=(k,)) for k in range(n_labelers)]
+    threads = [threading.Thread(target=labeler, args=(k,), daemon=True) for k in range(n_labelers)]
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -165,7 +165,7 @@ def test_server_killed_mid_session_loses_and_duplicates_nothing(server):
         except Exception as err:
             errors.append(f"{name}: {err!r}")
 
-    threads = [threading.Thread(target=labeler, args=(k,)) for k in range(n_labelers)]
+    threads = [threading.Thread(target=labeler, args=(k,), daemon=True) for k in range(n_labelers)]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 60

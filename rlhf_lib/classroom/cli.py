@@ -181,9 +181,9 @@ def cmd_train(args):
     rm = json.loads((reward / "summary.json").read_text())
     rl = json.loads((ppo / "summary.json").read_text())
     before, after = rl["before"], rl["after"]
-    print("\nbefore PPO                              | after PPO")
+    print("\nsamples of the policy before and after PPO (same prompts, same seed):")
     for b, a in zip(before.get("examples", []), after.get("examples", [])):
-        print(f"{b[:40]:40s}| {a[:60]}")
+        print(f"  before: {b}\n  after:  {a}")
     keys = [k for k in before if isinstance(before[k], (int, float)) and k in after]
     summary = dict(labels=str(labels), n_labels=n, n_decided=decided,
                    reward_model_gold_accuracy=rm.get("gold_accuracy"),

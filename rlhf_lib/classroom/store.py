@@ -135,15 +135,16 @@ class Store:
         if db is None:
             db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the label is acknowledged
             db.execute("PRAGMA foreign_keys=ON")
             self._local.db = db
         return db
 
-    def _write(self, work):
-        """Run work(db) inside one write transaction (BEGIN IMMEDIATE ... COMMIT)."""
+    def _write(self, work, durable: bool = True):
+        """Run work(db) inside one write transaction (BEGIN IMMEDIATE ... COMMIT). durable=False skips the
+        fsync at COMMIT (for handouts, which a crash may lose); the next durable commit syncs them too."""
         db = self._db()
         with self._writer:
+            db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             db.execute("BEGIN IMMEDIATE")
             try:
                 result = work(db)
@@ -227,7 +228,7 @@ class Store:
             db.execute("INSERT INTO handouts VALUES (?, ?, ?)", (annotator, row[0], now))
             return self._pair(db, row[0])
 
-        return self._write(work)
+        return self._write(work, durable=False)
 
     def add_label(self, pair_id: int, annotator: str, choice: str, label_id: str) -> dict:
         """Store one judgement, committed before returning. A label_id seen before returns that label
