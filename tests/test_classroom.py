@@ -231,6 +231,9 @@ def test_bad_requests_of_other_kinds(client, store):
     assert client.get("/api/report").status_code == 401
     assert store.n_labels() == 0
     assert client.post("/api/undo", json={"annotator": "Ada", "label_id": "none"}).status_code == 404
+    r = client.get("/api/label")
+    assert r.status_code == 405 and "GET /api/label: Method Not Allowed" in r.json()["error"]
+    assert client.get("/api/nothing").status_code == 404
 
 
 def test_cli_refuses_bad_options_before_any_work(tmp_path, capsys):

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rlhf_lib.classroom.client import ClassroomClient
+from rlhf_lib.classroom.client import ClassroomClient, ClassroomError
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "teacher-secret"
@@ -139,6 +139,15 @@ def test_thirty_labelers_at_once_every_acknowledged_label_exported_once(server):
                 for r in server.export()]
     assert sorted(exported) == sorted(acked)  # each acknowledged label exactly once, and nothing else
     assert len(set(acked)) == len(acked)
+    # the notebook client on the same server: undo shows the pair again, a bad choice is a clear error
+    client = ClassroomClient(server.url, "student-00")
+    last = client.undo()
+    pair = client.next_pair()
+    assert pair["pair_id"] == last["pair_id"] and pair["labeled"] == n_labels - 1
+    with pytest.raises(ClassroomError, match="422: field 'choice' must be one of"):
+        client.label(pair["pair_id"], "A")
+    assert client.label(pair["pair_id"], "tie")["labeled"] == n_labels
+    assert len(server.export()) == len(acked)
     q = statistics.quantiles(latencies, n=100)
     print(f"\n{n_labelers} labelers x {n_labels} labels over HTTP in {seconds:.1f} s "
           f"({len(acked) / seconds:.0f} labels/s): time to acknowledge a label: median "

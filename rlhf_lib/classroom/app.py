@@ -24,6 +24,7 @@ import uuid
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -113,11 +114,15 @@ def make_app(store: Store, token: str, trainer=None) -> Starlette:
     async def refused(request, err: StoreError):
         return JSONResponse(dict(error=str(err)), status_code=err.status)
 
+    async def http_error(request, err: HTTPException):  # no such page, or the wrong method
+        return JSONResponse(dict(error=f"{request.method} {request.url.path}: {err.detail}"),
+                            status_code=err.status_code, headers=err.headers)
+
     routes = [Route("/", student_page), Route("/teacher", teacher_page), Route("/api/pair", get_pair),
               Route("/api/label", post_label, methods=["POST"]), Route("/api/undo", post_undo, methods=["POST"]),
               Route("/api/export", export), Route("/api/report", report),
               Route("/api/train", train, methods=["GET", "POST"]), Route("/api/health", health)]
-    return Starlette(routes=routes, exception_handlers={StoreError: refused})
+    return Starlette(routes=routes, exception_handlers={StoreError: refused, HTTPException: http_error})
 
 
 async def read_json(request: Request, required: tuple, optional: tuple = ()) -> dict:
