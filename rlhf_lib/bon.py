@@ -173,3 +173,27 @@ def fit_gao(d, gold_gain, form: str = "bon") -> dict:
         d_peak = math.exp(alpha / beta - 1)
         r_peak = beta * d_peak  # d (alpha - beta log d) at log d = alpha / beta - 1
     return dict(form=form, alpha=alpha, beta=beta, d_peak=d_peak, kl_peak=d_peak**2, R_peak=r_peak)
+
+
+# ---- many prompts
+
+
+def best_of_n_curve(pools, ns) -> dict:
+    """Best-of-n against n, averaged over prompts. pools: one (texts, proxy, gold) per prompt, each a pool of
+    samples of the base policy for that prompt; ns: the n to report (each at most the smallest pool).
+    Returns arrays over ns: kl_bound, kl_empirical (mean over prompts), d = sqrt(kl_empirical), proxy and
+    gold (expected scores of best-of-n), and gold_gain = gold - gold at n = 1."""
+    ns = np.asarray(list(ns), dtype=int)
+    pools = list(pools)
+    if not pools:
+        raise ValueError("no pools: give one (texts, proxy, gold) per prompt")
+    kl, proxy_mean, gold_mean = [], [], []
+    for texts, proxy, gold in pools:
+        kl.append([empirical_kl(texts, proxy, int(n)) for n in ns])
+        proxy_mean.append(best_of_n_expected(proxy, proxy, ns))
+        gold_mean.append(best_of_n_expected(proxy, gold, ns))
+    kl_empirical = np.mean(kl, axis=0)
+    gold = np.mean(gold_mean, axis=0)
+    base_gold = np.mean([np.mean(g) for _, _, g in pools])
+    return dict(n=ns, kl_bound=best_of_n_kl(ns), kl_empirical=kl_empirical, d=np.sqrt(kl_empirical),
+                proxy=np.mean(proxy_mean, axis=0), gold=gold, gold_gain=gold - base_gold)

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from rlhf_lib.bon import (best_of_n_distribution, best_of_n_expected, best_of_n_kl, empirical_kl, fit_gao,
+from rlhf_lib.bon import (best_of_n_curve, best_of_n_distribution, best_of_n_expected, best_of_n_kl, empirical_kl, fit_gao,
                           gao_curve)
 
 
@@ -147,3 +147,19 @@ def test_gao_forms_are_the_papers():
     assert gao_curve(2.0, 1.0, 0.25, "bon") == pytest.approx(2.0 * (1.0 - 0.25 * 2.0))
     assert gao_curve(2.0, 1.0, 0.25, "rl") == pytest.approx(2.0 * (1.0 - 0.25 * math.log(2.0)))
     assert gao_curve(0.0, 1.0, 0.25, "rl") == 0.0
+
+
+def test_curve_over_prompts_averages_the_brute_force_figures():
+    pools = [(["a", "b", "a", "c", "d"], [0.2, 1.0, 0.2, 1.0, -1.0], [0.1, 0.9, 0.3, 0.4, -0.5]),
+             (["x", "y", "z", "x", "w"], [2.0, 0.0, 1.0, 2.0, 0.5], [1.0, 0.0, 0.2, 0.8, 0.1])]
+    curve = best_of_n_curve(pools, [1, 2, 3])
+    for k, n in enumerate([1, 2, 3]):
+        gold = np.mean([brute_force_expected(p, g, n) for _, p, g in pools])
+        kls = []
+        for texts, proxy, _ in pools:
+            q, counts = brute_force_distribution(texts, proxy, n), Counter(texts)
+            kls.append(sum(v * math.log(v / (counts[t] / len(texts))) for t, v in q.items() if v > 0))
+        assert curve["gold"][k] == pytest.approx(gold, abs=1e-12)
+        assert curve["kl_empirical"][k] == pytest.approx(np.mean(kls), abs=1e-12)
+        assert curve["gold_gain"][k] == pytest.approx(gold - np.mean([np.mean(g) for _, _, g in pools]), abs=1e-12)
+    assert curve["kl_empirical"][0] == pytest.approx(0.0, abs=1e-12) and (curve["kl_empirical"] <= curve["kl_bound"] + 1e-12).all()
