@@ -116,6 +116,8 @@ def test_empirical_kl_without_repeats_approaches_the_bound_and_with_repeats_is_b
 def test_inconsistent_scores_and_bad_n_are_refused():
     with pytest.raises(ValueError, match="two different proxy scores"):
         empirical_kl(["a", "a"], [1.0, 2.0], 2)
+    # scores that differ in the last digits (batched scoring) are the same score
+    assert empirical_kl(["a", "a", "b"], [1.0, 1.0 + 1e-7, 0.0], 3) == pytest.approx(empirical_kl(["a", "a", "b"], [1.0, 1.0, 0.0], 3))
     with pytest.raises(ValueError, match="pool size"):
         best_of_n_expected([1.0, 2.0], [0.0, 1.0], 3)
     with pytest.raises(ValueError, match="same length"):
