@@ -14,7 +14,8 @@ and the margin d = h_c - h_r, the losses are (one number per pair, averaged over
                             -(1 - e) log sigmoid(beta d) - e log sigmoid(-beta d)
     "robust"   (rDPO)       [-(1 - e) log sigmoid(beta d) + e log sigmoid(-beta d)] / (1 - 2e)
                an unbiased correction for labels flipped with probability e
-    "ipo"      (IPO)        (d - 1 / (2 beta))^2, a squared loss that stops pushing once the margin is met
+    "ipo"      (IPO)        (d - 1 / (2 beta))^2, a squared loss that stops pushing once the margin is met;
+               d from log-probs averaged over each completion's tokens (see `dpo_loss`)
 
 The implicit rewards beta * h_c and beta * h_r are what the policy "believes" of each completion.
 
@@ -92,7 +93,9 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
     All four inputs are (B,) sequence log-probabilities. For "ipo" pass log-probabilities averaged over each
     completion's tokens (sum / token count): TRL 1.16 divides each log-ratio by the completion's length for
     IPO, and so does `train_dpo`; then beta means the same for short and long completions.
-    label_smoothing is the probability that a label is flipped: cDPO for "sigmoid", rDPO for "robust"."""
+    label_smoothing is the probability that a label is flipped: cDPO (Mitchell 2023) for "sigmoid", rDPO
+    (Chowdhury et al. 2024, TRL's "robust") for "robust". TRL 1.16's "sigmoid" ignores label_smoothing; here
+    e = 0 gives exactly its loss."""
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
     check_positive("beta", beta)
