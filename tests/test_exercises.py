@@ -1,38 +1,141 @@
-"""Every exercise's solution passes its checker, and the checker can fail."""
+"""Every exercise's solution passes its checker, a plausibly wrong one fails in the comparison, and the
+helpers around them (hint, use_or_library, what a check cell displays) behave as the notebooks need."""
 
+import numpy as np
 import pytest
 
 from rlhf_lib import solutions
-from rlhf_lib.exercises import EXERCISES, check, reveal
+from rlhf_lib.exercises import EXERCISES, Verdict, check, hint, reveal, use_or_library
+
+
+def _wrong_epsilon_greedy_probs(q_row, epsilon):  # all the greedy share to argmax's first pick
+    probs = np.full(len(q_row), epsilon / len(q_row))
+    probs[int(np.argmax(q_row))] += 1 - epsilon
+    return probs
+
+
+def _wrong_bellman_backup(env, V, s, gamma):  # bootstraps through terminal steps
+    return max(sum(p * (r + gamma * V[s2]) for p, s2, r, _ in env.transitions(s, a)) for a in range(env.n_actions))
+
+
+def _wrong_gae(rewards, values, gamma, lam):  # forgets lambda
+    return solutions.gae_one_episode(rewards, values, gamma, 1.0)
+
+
+def _wrong_sft_loss(logits, labels):  # averages over every position, the prompt's too
+    kept = sum(1 for label in labels if label != -100)
+    return solutions.sft_loss(logits, labels) * kept / len(labels)
+
+
+# A plausible mistake for every exercise: each must fail in the comparison, not by raising.
+WRONG = {
+    "discounted_return": lambda rewards, gamma: sum(gamma ** (t + 1) * r for t, r in enumerate(rewards)),
+    "softmax_with_temperature": lambda logits, t: solutions.softmax_with_temperature(np.asarray(logits) * t * t, t),
+    "bellman_backup": _wrong_bellman_backup,
+    "epsilon_greedy_probs": _wrong_epsilon_greedy_probs,
+    "grad_log_softmax": lambda theta, a: -solutions.grad_log_softmax(theta, a),
+    "reward_to_go": lambda rewards, gamma: np.cumsum(rewards),  # rewards so far, not to go
+    "gae_one_episode": _wrong_gae,
+    "clipped_objective": lambda ratio, adv, eps: np.maximum(np.asarray(ratio) * adv, np.clip(ratio, 1 - eps, 1 + eps) * np.asarray(adv)),
+    "sequence_logprob": lambda token_logps, mask: float(sum(token_logps)),  # drops the mask
+    "k3_estimate": lambda logp, logp_ref: solutions.k3_estimate(logp_ref, logp),  # ratio inverted
+    "hindsight_rewards": lambda score, n: (np.r_[score, np.zeros(n - 1)], np.r_[score, np.zeros(n - 1)]),  # pays the first token
+    "completion_labels": lambda ids, p, pad_id: [-100 if t < p else tok for t, tok in enumerate(ids)],  # keeps padding
+    "sft_loss": _wrong_sft_loss,
+    "bradley_terry_prob": lambda a, b, t: solutions.bradley_terry_prob(a, b, 1.0),  # forgets the temperature
+    "agreement_rate": lambda x, y: float(np.mean([a == b for a, b in zip(x, y)])),  # counts ties and skips
+    "bt_loss": lambda c, r: solutions.bt_loss(r, c),  # chosen and rejected swapped
+    "last_real_index": lambda mask: sum(mask) - 1,  # a count, not a position
+    "kl_shaped_rewards": lambda score, lp, lr, beta: solutions.kl_shaped_rewards(score, lr, lp, beta),  # sign flipped
+    "adaptive_beta": lambda beta, kl, target, n, horizon: beta * (1 + (kl / target - 1) * n / horizon),  # no clip
+}
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_solution_passes_its_checker(name, capsys):
     assert check(name, getattr(solutions, name))
-    assert "correct" in capsys.readouterr().out
+    assert capsys.readouterr().out.strip() == f"{name}: correct!"
+
+
+def test_every_exercise_has_a_wrong_variant():
+    assert sorted(WRONG) == sorted(EXERCISES)
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
-def test_checker_rejects_a_wrong_answer(name):
-    solution = getattr(solutions, name)
+def test_checker_rejects_a_plausible_mistake_in_the_comparison(name, capsys):
+    verdict = check(name, WRONG[name])
+    out = capsys.readouterr().out
+    assert not verdict
+    assert "not yet" in out and "expected" in out and "got" in out, out
+    assert "raised" not in out
+    assert out.count(name + ":") == 1, "one verdict"
 
-    def off_by_a_bit(*args):
-        return solution(*args) + 0.01
 
-    assert not check(name, off_by_a_bit)
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_every_exercise_has_a_hint(name, capsys):
+    assert EXERCISES[name].hint.strip()
+    hint(name)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"Hints for {name}:" and 1 <= len(lines) - 1 <= 3 and all(len(x) > 20 for x in lines[1:])
+
+
+def test_the_message_names_the_entry_that_differs(capsys):
+    def almost(rewards, gamma):
+        out = solutions.reward_to_go(rewards, gamma)
+        if len(out) > 3:
+            out[3] += 1.0
+        return out
+
+    assert not check("reward_to_go", almost)
+    out = capsys.readouterr().out
+    first_long_case = next(args for args in EXERCISES["reward_to_go"].cases(np.random.default_rng(0)) if len(args[0]) > 3)
+    want = solutions.reward_to_go(*first_long_case)[3]
+    assert f"at index [3]: expected {want:.6g}, got {want + 1:.6g} (1 of" in out
+    assert str(round(first_long_case[1], 4)) in out  # the case's arguments
+
+
+def test_a_wrong_shape_is_reported(capsys):
+    assert not check("reward_to_go", lambda rewards, gamma: [0.0, 0.0])
+    assert "expected shape" in capsys.readouterr().out
 
 
 def test_unfinished_exercise_does_not_raise(capsys):
     def stub(rewards, gamma):
         raise NotImplementedError
 
-    assert check("reward_to_go", stub) is False
+    assert not check("reward_to_go", stub)
     assert "not done yet" in capsys.readouterr().out
 
 
 def test_a_crashing_answer_is_reported(capsys):
-    assert check("reward_to_go", lambda rewards, gamma: rewards[100]) is False
+    assert not check("reward_to_go", lambda rewards, gamma: rewards[100])
     assert "IndexError" in capsys.readouterr().out
+
+
+def test_a_check_cell_displays_one_verdict(capsys):
+    """IPython shows a cell's last value through its formatter: the verdict must add nothing to the print."""
+    from IPython.core.formatters import DisplayFormatter
+
+    for fn in (solutions.reward_to_go, WRONG["reward_to_go"]):
+        verdict = check("reward_to_go", fn)
+        assert isinstance(verdict, Verdict) and bool(verdict) == (fn is solutions.reward_to_go)
+        assert DisplayFormatter().format(verdict) == ({}, {})
+        assert verdict.message in capsys.readouterr().out
+    assert repr(verdict) == "<check reward_to_go: not yet>"
+
+
+def test_use_or_library_picks_the_learners_function_only_when_it_passes(capsys):
+    assert use_or_library("reward_to_go", solutions.reward_to_go) is solutions.reward_to_go
+    assert capsys.readouterr().out.count("\n") == 1
+
+    def stub(rewards, gamma):
+        raise NotImplementedError
+
+    for unfinished in (stub, WRONG["reward_to_go"]):
+        fn = use_or_library("reward_to_go", unfinished)
+        assert fn is EXERCISES["reward_to_go"].reference
+        assert capsys.readouterr().out == "reward_to_go: not finished yet, so this run uses the library's version\n"
+        assert check("reward_to_go", fn, quiet=True)
 
 
 def test_reveal_prints_the_solution(capsys):
@@ -40,9 +143,11 @@ def test_reveal_prints_the_solution(capsys):
     assert "def gae_one_episode" in capsys.readouterr().out
     with pytest.raises(KeyError, match="no exercise"):
         reveal("nope")
+    with pytest.raises(KeyError, match="no exercise"):
+        hint("nope")
 
 
-def test_every_notebook_poses_at_least_two_exercises():
+def test_every_notebook_poses_enough_exercises():
     per_notebook = {}
     for ex in EXERCISES.values():
         per_notebook[ex.notebook] = per_notebook.get(ex.notebook, 0) + 1
