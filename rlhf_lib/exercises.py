@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from rlhf_lib import solutions
+from rlhf_lib.tabular import q_learning_episode, sarsa_episode
 
 
 @dataclass
@@ -206,6 +207,23 @@ def _ref_adaptive_beta(beta, kl, target, n, horizon):
     return AdaptiveKLController(beta, target, horizon).update(kl, n)
 
 
+def _run_td_control(episode_fn, layout, slip, episodes, alpha, gamma, epsilon, seed):
+    from rlhf_lib.envs import GridWorld
+    from rlhf_lib.tabular import td_control
+
+    result = td_control(GridWorld(layout, slip=slip), episode_fn, episodes, alpha, gamma, epsilon, seed)
+    return dict(Q=result.Q, returns=result.returns, lengths=result.lengths)
+
+
+def _td_control_cases(rng):
+    return [
+        dict(layout="classic", slip=0.0, episodes=1, alpha=0.5, gamma=0.9, epsilon=0.5, seed=0),
+        dict(layout="cliff", slip=0.0, episodes=30, alpha=0.5, gamma=1.0, epsilon=0.1, seed=1),
+        dict(layout="classic", slip=0.2, episodes=60, alpha=0.3, gamma=0.9, epsilon=0.3, seed=2),
+        dict(layout="maze", slip=0.1, episodes=10, alpha=0.5, gamma=0.95, epsilon=1.0, seed=3),  # time limits
+    ]
+
+
 EXERCISES = {
     "discounted_return": Exercise("00", _ref_discounted_return,
         lambda rng: [(list(rng.normal(size=n)), g) for n in (1, 3, 10) for g in (0.0, 0.5, 0.99, 1.0)],
@@ -222,6 +240,19 @@ EXERCISES = {
         lambda rng: [(list(rng.integers(0, 3, size=4).astype(float)), e) for e in (0.0, 0.1, 0.5, 1.0) for _ in range(3)],
         "Every action, the best ones included, gets epsilon / n from the random branch.\n"
         "The greedy share 1 - epsilon is split equally between ALL tied best actions, not given to argmax's one."),
+    "q_learning_episode": Exercise("01", q_learning_episode, _td_control_cases,
+        "Pick each action with epsilon_greedy(Q[s], epsilon, rng) just before its step (the checker replays the "
+        "same random numbers), and move s to s' after the update.\n"
+        "Bootstrap from max_a' Q(s', a') of the state you arrived in, not of the state you left.\n"
+        "Only `terminated` drops the future (target = r); a time limit (`truncated`) ends the loop but the target "
+        "keeps gamma * max Q(s'). (Forgetting the flag hides here, as Q of an end state stays 0; not elsewhere.)",
+        run=_run_td_control),
+    "sarsa_episode": Exercise("01", sarsa_episode, _td_control_cases,
+        "Pick the first action before the loop; after each step pick a' = epsilon_greedy(Q[s'], epsilon, rng) "
+        "BEFORE you update Q(s, a).\n"
+        "The target is r + gamma * Q(s', a') with that a' (not the max), and then s, a = s', a'.\n"
+        "As in Q-learning, only `terminated` drops the future from the target.",
+        run=_run_td_control),
     "grad_log_softmax": Exercise("02", _ref_grad_log_softmax,
         lambda rng: [(list(rng.normal(size=4)), int(a)) for a in range(4)],
         "log pi(a) = theta_a - log sum_b exp(theta_b); differentiate each term by theta_j.\n"

@@ -48,6 +48,46 @@ def epsilon_greedy_probs(q_row, epsilon):
     return probs
 
 
+def q_learning_episode(env, Q, alpha, gamma, epsilon, rng):
+    from rlhf_lib.tabular import epsilon_greedy
+
+    s, _ = env.reset()
+    total, steps = 0.0, 0
+    while True:
+        a = epsilon_greedy(Q[s], epsilon, rng)
+        s_next, r, terminated, truncated, _ = env.step(a)
+        if terminated:
+            target = r  # the episode ended: no future to add
+        else:
+            best_next = max(Q[s_next, b] for b in range(env.n_actions))
+            target = r + gamma * best_next
+        Q[s, a] = Q[s, a] + alpha * (target - Q[s, a])
+        total, steps = total + r, steps + 1
+        if terminated or truncated:
+            return total, steps
+        s = s_next
+
+
+def sarsa_episode(env, Q, alpha, gamma, epsilon, rng):
+    from rlhf_lib.tabular import epsilon_greedy
+
+    s, _ = env.reset()
+    a = epsilon_greedy(Q[s], epsilon, rng)
+    total, steps = 0.0, 0
+    while True:
+        s_next, r, terminated, truncated, _ = env.step(a)
+        a_next = epsilon_greedy(Q[s_next], epsilon, rng)  # chosen before Q changes
+        if terminated:
+            target = r
+        else:
+            target = r + gamma * Q[s_next, a_next]  # the action we will really take
+        Q[s, a] = Q[s, a] + alpha * (target - Q[s, a])
+        total, steps = total + r, steps + 1
+        if terminated or truncated:
+            return total, steps
+        s, a = s_next, a_next
+
+
 # ---- 02 policy gradients
 
 

@@ -18,6 +18,21 @@ def _wrong_bellman_backup(env, V, s, gamma):  # bootstraps through terminal step
     return max(sum(p * (r + gamma * V[s2]) for p, s2, r, _ in env.transitions(s, a)) for a in range(env.n_actions))
 
 
+def _wrong_q_learning_episode(env, Q, alpha, gamma, epsilon, rng):  # a time limit treated as an end
+    from rlhf_lib.tabular import epsilon_greedy
+
+    s, _ = env.reset()
+    total, steps, done = 0.0, 0, False
+    while not done:
+        a = epsilon_greedy(Q[s], epsilon, rng)
+        s_next, r, terminated, truncated, _ = env.step(a)
+        done = terminated or truncated
+        target = r if done else r + gamma * Q[s_next].max()
+        Q[s, a] += alpha * (target - Q[s, a])
+        s, total, steps = s_next, total + r, steps + 1
+    return total, steps
+
+
 def _wrong_gae(rewards, values, gamma, lam):  # forgets lambda
     return solutions.gae_one_episode(rewards, values, gamma, 1.0)
 
@@ -33,6 +48,8 @@ WRONG = {
     "softmax_with_temperature": lambda logits, t: solutions.softmax_with_temperature(np.asarray(logits) * t * t, t),
     "bellman_backup": _wrong_bellman_backup,
     "epsilon_greedy_probs": _wrong_epsilon_greedy_probs,
+    "q_learning_episode": _wrong_q_learning_episode,
+    "sarsa_episode": solutions.q_learning_episode,  # the greedy max in the target: Q-learning, not SARSA
     "grad_log_softmax": lambda theta, a: -solutions.grad_log_softmax(theta, a),
     "reward_to_go": lambda rewards, gamma: np.cumsum(rewards),  # rewards so far, not to go
     "gae_one_episode": _wrong_gae,
