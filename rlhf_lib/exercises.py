@@ -24,6 +24,7 @@ the learner's code:
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -31,6 +32,8 @@ import numpy as np
 import torch
 
 from rlhf_lib import solutions
+from rlhf_lib.cartpole import ppo_update
+from rlhf_lib.policy_gradient import reinforce_update
 from rlhf_lib.tabular import q_learning_episode, sarsa_episode
 
 
@@ -224,6 +227,86 @@ def _td_control_cases(rng):
     ]
 
 
+@contextmanager
+def _one_thread():
+    """Tiny networks run faster on one thread than two threads fighting over a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _small_nets(seed: int):
+    from rlhf_lib.cartpole import mlp
+
+    torch.manual_seed(seed)
+    return mlp(4, 2, 16, 0.5), mlp(4, 1, 16, 1.0)
+
+
+def _make_optimizer(kind: str, params):
+    params = list(params)
+    return torch.optim.SGD(params, lr=0.05) if kind == "sgd" else torch.optim.Adam(params, lr=1e-2, eps=1e-5)
+
+
+def _weights(**nets) -> dict:
+    return {f"{name}.{key}": p.detach().numpy().copy() for name, net in nets.items() for key, p in net.named_parameters()}
+
+
+def _run_reinforce_update(update_fn, seed, batch, use_baseline, normalize, optimizer):
+    policy, critic = _small_nets(seed)
+    opt = _make_optimizer(optimizer, list(policy.parameters()) + list(critic.parameters()))
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(batch, 4, generator=g)  # (B, 4)
+    actions = torch.randint(0, 2, (batch,), generator=g)  # (B,)
+    returns = 30 * torch.rand(batch, generator=g)  # (B,)
+    losses = []
+    for _ in range(2):  # two steps: a gradient left over from the first shows in the second
+        out = update_fn(policy, critic, opt, obs, actions, returns, use_baseline, normalize)
+        losses.append([float(x) for x in out])
+    return {"losses": np.array(losses), **_weights(policy=policy, critic=critic)}
+
+
+def _reinforce_update_cases(rng):
+    return [
+        dict(seed=0, batch=6, use_baseline=False, normalize=False, optimizer="sgd"),
+        dict(seed=1, batch=20, use_baseline=True, normalize=False, optimizer="sgd"),
+        dict(seed=2, batch=20, use_baseline=True, normalize=True, optimizer="sgd"),
+        dict(seed=3, batch=50, use_baseline=True, normalize=False, optimizer="adam"),
+    ]
+
+
+def _run_ppo_update(update_fn, seed, batch, optimizer, **settings):
+    from rlhf_lib.cartpole import Batch, PPOConfig
+
+    cfg = PPOConfig(**settings)
+    actor, critic = _small_nets(seed)
+    opt = _make_optimizer(optimizer, list(actor.parameters()) + list(critic.parameters()))
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(batch, 4, generator=g)  # (B, 4)
+    actions = torch.randint(0, 2, (batch,), generator=g)  # (B,)
+    with torch.no_grad():
+        logp = actor(obs).log_softmax(-1).gather(-1, actions[:, None]).squeeze(-1)  # (B,)
+        values_old = critic(obs).squeeze(-1) + 0.3 * torch.randn(batch, generator=g)  # (B,)
+    logp_old = logp + 0.15 * torch.randn(batch, generator=g)  # ratios away from 1: some start clipped
+    advantages = 1.0 + 2.0 * torch.randn(batch, generator=g)
+    data = Batch(obs, actions, logp_old, values_old, advantages, advantages + values_old)
+    torch.manual_seed(seed + 100)  # the update's shuffles
+    update_fn(actor, critic, opt, data, cfg)
+    return _weights(actor=actor, critic=critic)
+
+
+def _ppo_update_cases(rng):
+    return [
+        dict(seed=0, batch=32, optimizer="sgd", epochs=1, minibatches=1, max_grad_norm=100.0),
+        dict(seed=1, batch=64, optimizer="sgd", epochs=2, minibatches=4, ent_coef=0.05, max_grad_norm=0.5),
+        dict(seed=2, batch=64, optimizer="sgd", epochs=3, minibatches=2, value_clip_eps=0.1, vf_coef=0.25,
+             clip_eps=0.1, max_grad_norm=100.0),
+        dict(seed=3, batch=64, optimizer="adam", epochs=2, minibatches=4),
+    ]
+
+
 EXERCISES = {
     "discounted_return": Exercise("00", _ref_discounted_return,
         lambda rng: [(list(rng.normal(size=n)), g) for n in (1, 3, 10) for g in (0.0, 0.5, 0.99, 1.0)],
@@ -261,6 +344,13 @@ EXERCISES = {
         lambda rng: [(list(rng.normal(size=n)), g) for n in (1, 5, 20) for g in (0.0, 0.9, 1.0)],
         "G_t looks forward: rewards from t to the end, not the rewards collected so far.\n"
         "Go backwards with a running sum: G_t = r_t + gamma * G_{t+1}, and G after the last step is 0."),
+    "reinforce_update": Exercise("02", reinforce_update, _reinforce_update_cases,
+        "log pi(a_t | s_t): log_softmax of the policy's logits, then pick each row's action (gather), not the max.\n"
+        "Detach the baseline in the weights (G - V.detach()): the policy loss must not train the critic; "
+        "the critic learns from its own 0.5 * mean((V - G)^2).\n"
+        "The loss is -mean(logp * weights) (minus: the optimizer descends); zero_grad, backward, step, in that "
+        "order; return the two losses as floats.",
+        run=_run_reinforce_update, atol=1e-5),
     "gae_one_episode": Exercise("03", _ref_gae_one_episode,
         lambda rng: [(list(rng.normal(size=n)), list(rng.normal(size=n)), g, l)
                      for n in (1, 4, 12) for g, l in ((0.99, 0.95), (1.0, 1.0), (0.9, 0.0))],
@@ -270,6 +360,13 @@ EXERCISES = {
         lambda rng: [(list(rng.uniform(0.5, 1.5, size=8)), list(rng.normal(size=8)), e) for e in (0.1, 0.2)],
         "Clip the ratio, not the product: clip(rho, 1 - eps, 1 + eps) * A.\n"
         "Take the min of the two terms (the pessimistic one), also when A < 0."),
+    "ppo_update": Exercise("03", ppo_update, _ppo_update_cases,
+        "Shuffle once per epoch with torch.randperm(len(batch.obs)) and split with .chunk(cfg.minibatches) "
+        "(the checker replays the same shuffles); whiten the advantages of each minibatch.\n"
+        "The ratio is exp(logp - batch.logp_old[idx]); the loss is clipped surrogate + vf_coef * value loss "
+        "- ent_coef * entropy (a bonus: minus).\n"
+        "zero_grad, backward, clip the gradient norm of actor AND critic parameters, then step.",
+        run=_run_ppo_update, atol=1e-5),
     "sequence_logprob": Exercise("04", _ref_sequence_logprob,
         lambda rng: [(rng.uniform(-6, 0, size=n).round(3).tolist(), [1] * k + [0] * (n - k)) for n, k in ((5, 5), (8, 3), (6, 1))],
         "Log-probs add up (probabilities multiply); sum, do not average.\n"
@@ -326,7 +423,10 @@ def _exercise(name: str) -> Exercise:
 
 def _call(ex: Exercise, fn: Callable, case):
     args, kwargs = ((), case) if isinstance(case, dict) else (case, {})
-    return ex.run(fn, *args, **kwargs) if ex.run is not None else fn(*args, **kwargs)
+    if ex.run is None:
+        return fn(*args, **kwargs)
+    with _one_thread():
+        return ex.run(fn, *args, **kwargs)
 
 
 def _describe(case) -> str:

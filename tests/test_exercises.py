@@ -33,6 +33,46 @@ def _wrong_q_learning_episode(env, Q, alpha, gamma, epsilon, rng):  # a time lim
     return total, steps
 
 
+def _wrong_reinforce_update(policy, critic, optimizer, obs, actions, returns, use_baseline, normalize):
+    """The baseline is not detached: the policy loss also trains the critic."""
+    import torch
+
+    logp = policy(obs).log_softmax(-1).gather(-1, actions[:, None]).squeeze(-1)
+    weights, v_loss = returns, torch.zeros(())
+    if use_baseline:
+        values = critic(obs).squeeze(-1)
+        v_loss = 0.5 * ((values - returns) ** 2).mean()
+        weights = returns - values
+    if normalize:
+        weights = weights / (weights.std() + 1e-8)
+    pg_loss = -(logp * weights).mean()
+    optimizer.zero_grad()
+    (pg_loss + v_loss).backward()
+    optimizer.step()
+    return pg_loss.item(), v_loss.item()
+
+
+def _wrong_ppo_update(actor, critic, optimizer, batch, cfg):
+    """Raw advantages: no whitening per minibatch."""
+    import torch
+
+    from rlhf_lib.ppo import clipped_surrogate, entropy_from_logits, value_loss
+
+    params = list(actor.parameters()) + list(critic.parameters())
+    for _ in range(cfg.epochs):
+        for idx in torch.randperm(len(batch.obs)).chunk(cfg.minibatches):
+            logits = actor(batch.obs[idx])
+            logp = logits.log_softmax(-1).gather(-1, batch.actions[idx, None]).squeeze(-1)
+            pg_loss = clipped_surrogate(logp, batch.logp_old[idx], batch.advantages[idx], cfg.clip_eps)
+            values = critic(batch.obs[idx]).squeeze(-1)
+            v_loss = value_loss(values, batch.returns[idx], batch.values_old[idx], cfg.value_clip_eps)
+            loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy_from_logits(logits).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+
+
 def _wrong_gae(rewards, values, gamma, lam):  # forgets lambda
     return solutions.gae_one_episode(rewards, values, gamma, 1.0)
 
@@ -52,6 +92,8 @@ WRONG = {
     "sarsa_episode": solutions.q_learning_episode,  # the greedy max in the target: Q-learning, not SARSA
     "grad_log_softmax": lambda theta, a: -solutions.grad_log_softmax(theta, a),
     "reward_to_go": lambda rewards, gamma: np.cumsum(rewards),  # rewards so far, not to go
+    "reinforce_update": _wrong_reinforce_update,
+    "ppo_update": _wrong_ppo_update,
     "gae_one_episode": _wrong_gae,
     "clipped_objective": lambda ratio, adv, eps: np.maximum(np.asarray(ratio) * adv, np.clip(ratio, 1 - eps, 1 + eps) * np.asarray(adv)),
     "sequence_logprob": lambda token_logps, mask: float(sum(token_logps)),  # drops the mask
@@ -169,3 +211,20 @@ def test_every_notebook_poses_enough_exercises():
     for ex in EXERCISES.values():
         per_notebook[ex.notebook] = per_notebook.get(ex.notebook, 0) + 1
     assert all(per_notebook.get(nb, 0) >= 2 for nb in ("00", "01", "02", "03", "04", "05", "06", "07", "08"))
+    assert all(per_notebook[nb] >= 3 for nb in ("01", "02", "03")), per_notebook
+
+
+@pytest.mark.parametrize("name,notebook", [("q_learning_episode", "01_tabular_rl"), ("sarsa_episode", "01_tabular_rl"),
+                                           ("reinforce_update", "02_policy_gradients"),
+                                           ("ppo_update", "03_actor_critic_ppo")])
+def test_the_notebook_trains_with_the_learners_build_it_function(name, notebook):
+    """The stub is checked, hinted, revealable, and the training run goes through use_or_library."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / f"{notebook}.ipynb"
+    code = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    stub = next(c for c in code if f"def {name}(" in c)
+    assert "raise NotImplementedError" in stub and f'check("{name}", {name})' in stub
+    assert f'# hint("{name}")' in stub and f'# reveal("{name}")' in stub
+    assert any(f'use_or_library("{name}", {name})' in c for c in code)
