@@ -24,7 +24,6 @@ the learner's code:
 from __future__ import annotations
 
 import inspect
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 from rlhf_lib import solutions
-from rlhf_lib.cartpole import ppo_update
+from rlhf_lib.cartpole import one_thread, ppo_update
 from rlhf_lib.policy_gradient import reinforce_update
 from rlhf_lib.tabular import q_learning_episode, sarsa_episode
 
@@ -227,17 +226,6 @@ def _td_control_cases(rng):
     ]
 
 
-@contextmanager
-def _one_thread():
-    """Tiny networks run faster on one thread than two threads fighting over a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _small_nets(seed: int):
     from rlhf_lib.cartpole import mlp
 
@@ -425,7 +413,8 @@ def _call(ex: Exercise, fn: Callable, case):
     args, kwargs = ((), case) if isinstance(case, dict) else (case, {})
     if ex.run is None:
         return fn(*args, **kwargs)
-    with _one_thread():
+    # build-it exercises train tiny networks, seeding torch: leave the notebook's random state as it was
+    with one_thread(), torch.random.fork_rng(devices=[]):
         return ex.run(fn, *args, **kwargs)
 
 

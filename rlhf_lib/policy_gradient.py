@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from rlhf_lib.cartpole import N_ACTIONS, OBS_DIM, TrainingLog, make_envs, mlp
+from rlhf_lib.cartpole import N_ACTIONS, OBS_DIM, TrainingLog, make_envs, mlp, one_thread
 from rlhf_lib.runtime import check_count, check_positive, check_probability
 
 # ---- a softmax policy on a bandit
@@ -171,32 +171,33 @@ def train_reinforce_cartpole(config: ReinforceConfig | None = None, progress: bo
     (env,), _ = make_envs(1, cfg.seed)
     log = TrainingLog()
     bar = tqdm(total=cfg.total_steps, desc="REINFORCE", disable=not progress)
-    while log.steps < cfg.total_steps:
-        all_obs, all_act, all_ret = [], [], []
-        for _ in range(cfg.episodes_per_update):
-            obs, _ = env.reset()
-            ep_obs, ep_act, ep_rew, done = [], [], [], False
-            while not done:
-                o = torch.as_tensor(obs, dtype=torch.float32)
-                with torch.no_grad():
-                    a = int(torch.distributions.Categorical(logits=policy(o)).sample())
-                obs, r, terminated, truncated, _ = env.step(a)
-                ep_obs.append(o)
-                ep_act.append(a)
-                ep_rew.append(r)
-                done = terminated or truncated
-            log.steps += len(ep_rew)
-            bar.update(len(ep_rew))
-            log.record_episode(sum(ep_rew), log.steps)
-            all_obs += ep_obs
-            all_act += ep_act
-            all_ret.append(reward_to_go(ep_rew, cfg.gamma))
-        obs_t = torch.stack(all_obs)  # (B, 4) with B the steps of all episodes in the batch
-        act_t = torch.tensor(all_act)  # (B,)
-        ret_t = torch.as_tensor(np.concatenate(all_ret), dtype=torch.float32)  # (B,)
-        pg_loss, v_loss = update_fn(policy, critic, optimizer, obs_t, act_t, ret_t, cfg.baseline == "value", cfg.normalize)
-        log.updates.append(dict(step=log.steps, policy_loss=float(pg_loss), value_loss=float(v_loss)))
-        bar.set_postfix(ret=f"{log.mean_recent_return():.0f}")
+    with one_thread():  # tiny networks: a second thread only waits
+        while log.steps < cfg.total_steps:
+            all_obs, all_act, all_ret = [], [], []
+            for _ in range(cfg.episodes_per_update):
+                obs, _ = env.reset()
+                ep_obs, ep_act, ep_rew, done = [], [], [], False
+                while not done:
+                    o = torch.as_tensor(obs, dtype=torch.float32)
+                    with torch.no_grad():
+                        a = int(torch.distributions.Categorical(logits=policy(o)).sample())
+                    obs, r, terminated, truncated, _ = env.step(a)
+                    ep_obs.append(o)
+                    ep_act.append(a)
+                    ep_rew.append(r)
+                    done = terminated or truncated
+                log.steps += len(ep_rew)
+                bar.update(len(ep_rew))
+                log.record_episode(sum(ep_rew), log.steps)
+                all_obs += ep_obs
+                all_act += ep_act
+                all_ret.append(reward_to_go(ep_rew, cfg.gamma))
+            obs_t = torch.stack(all_obs)  # (B, 4) with B the steps of all episodes in the batch
+            act_t = torch.tensor(all_act)  # (B,)
+            ret_t = torch.as_tensor(np.concatenate(all_ret), dtype=torch.float32)  # (B,)
+            pg_loss, v_loss = update_fn(policy, critic, optimizer, obs_t, act_t, ret_t, cfg.baseline == "value", cfg.normalize)
+            log.updates.append(dict(step=log.steps, policy_loss=float(pg_loss), value_loss=float(v_loss)))
+            bar.set_postfix(ret=f"{log.mean_recent_return():.0f}")
     bar.close()
     log.wall_time = time.perf_counter() - log.start_time
     log.policy = policy

@@ -197,6 +197,16 @@ def test_use_or_library_picks_the_learners_function_only_when_it_passes(capsys):
         assert check("reward_to_go", fn, quiet=True)
 
 
+def test_checking_a_build_it_exercise_leaves_the_random_state_alone():
+    import torch
+
+    torch.manual_seed(123)
+    want = torch.rand(3)
+    torch.manual_seed(123)
+    check("ppo_update", solutions.ppo_update, quiet=True)
+    torch.testing.assert_close(torch.rand(3), want)
+
+
 def test_reveal_prints_the_solution(capsys):
     reveal("gae_one_episode")
     assert "def gae_one_episode" in capsys.readouterr().out

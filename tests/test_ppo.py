@@ -186,7 +186,7 @@ def test_ppo_same_seed_same_numbers():
 
 def test_the_exercise_solution_trains_exactly_like_the_library():
     """The solution's update (its own ratio, clip, whitening, entropy) plugged into the trainer gives the library's run."""
-    cfg = PPOConfig(total_steps=1024, n_envs=2, n_steps=256, epochs=4, ent_coef=0.01, value_clip_eps=0.2, seed=1)
+    cfg = PPOConfig(total_steps=512, n_envs=2, n_steps=128, epochs=4, ent_coef=0.01, value_clip_eps=0.2, seed=1)
     ours = train_ppo_cartpole(cfg, progress=False)
     theirs = train_ppo_cartpole(cfg, progress=False, update_fn=solutions.ppo_update)
     assert theirs.episode_returns == ours.episode_returns
