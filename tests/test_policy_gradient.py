@@ -79,9 +79,10 @@ def test_the_exercise_solution_trains_exactly_like_the_library(baseline, normali
     ours = train_reinforce_cartpole(cfg, progress=False)
     theirs = train_reinforce_cartpole(cfg, progress=False, update_fn=solutions.reinforce_update)
     assert theirs.episode_returns == ours.episode_returns
-    assert [u["policy_loss"] for u in theirs.updates] == pytest.approx([u["policy_loss"] for u in ours.updates], rel=1e-5)
+    # tight: a baseline left undetached moves the weights by about 1e-5 in this run
+    assert [u["policy_loss"] for u in theirs.updates] == pytest.approx([u["policy_loss"] for u in ours.updates], rel=1e-7)
     for mine, library in zip(theirs.policy.parameters(), ours.policy.parameters()):
-        torch.testing.assert_close(mine, library, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(mine, library, atol=1e-7, rtol=1e-6)
 
 
 def test_reinforce_same_seed_same_numbers():
