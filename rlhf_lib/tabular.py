@@ -6,6 +6,10 @@ target of the update:
 
     Q-learning:  r + gamma * max_a' Q(s', a')       (off-policy: the greedy action)
     SARSA:       r + gamma * Q(s', a')  with a' ~ epsilon-greedy   (on-policy)
+
+Each learner is one episode function (`q_learning_episode`, `sarsa_episode`)
+called once per episode by `td_control`; `q_learning` and `sarsa` take any
+function with that signature, so notebook 01 trains with the learner's own.
 """
 
 from __future__ import annotations
