@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from rlhf_lib.plotting import plot_learning_curves
+from rlhf_lib.cartpole import PPOConfig, train_ppo_cartpole
 from rlhf_lib.policy_gradient import ReinforceConfig, train_reinforce_cartpole
-from rlhf_lib.ppo import PPOConfig, train_ppo_cartpole
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,8 @@ One module a topic, readable top to bottom:
     envs.py             gridworld and bandits (CartPole comes from gymnasium)
     tabular.py          value iteration, Q-learning, SARSA, epsilon-greedy
     policy_gradient.py  REINFORCE on a bandit and on CartPole
-    ppo.py              GAE, returns, the clipped losses, PPO for CartPole
+    ppo.py              GAE, returns, the clipped losses: the math CartPole and LM PPO share
+    cartpole.py         PPO on CartPole: rollout, advantages, update
     plotting.py         the course's plots
     exercises.py        checkers and revealable solutions for the notebooks
 """

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
-from rlhf_lib.ppo import TrainingLog, make_envs, mlp
+from rlhf_lib.cartpole import N_ACTIONS, OBS_DIM, TrainingLog, make_envs, mlp, one_thread
 from rlhf_lib.runtime import check_count, check_positive, check_probability
 
 # ---- a softmax policy on a bandit
@@ -131,57 +132,73 @@ class ReinforceConfig:
             raise ValueError(f"baseline must be 'none' or 'value', got {self.baseline!r}")
 
 
-def train_reinforce_cartpole(config: ReinforceConfig | None = None, progress: bool = True) -> TrainingLog:
-    """REINFORCE on CartPole-v1 (whole episodes, reward-to-go, optional learned baseline)."""
+def reinforce_update(policy, critic, optimizer, obs, actions, returns, use_baseline: bool, normalize: bool):
+    """One gradient step of REINFORCE on a batch of whole episodes. Returns (policy_loss, value_loss) as floats.
+
+    obs (B, 4), actions (B,), returns (B,): every step of the batch's episodes, with its reward to go G_t.
+    Loss: -mean(log pi(a_t | s_t) * w_t), with w_t = G_t, or G_t - V(s_t) with the learned baseline
+    (detached: the baseline must not be trained by the policy loss), divided by std(w) if normalize;
+    plus the critic's 0.5 * mean((V(s_t) - G_t)^2) when there is a baseline.
+    """
+    logp = policy(obs).log_softmax(-1).gather(-1, actions[:, None]).squeeze(-1)  # (B,)
+    weights = returns
+    v_loss = torch.tensor(0.0)
+    if use_baseline:
+        values = critic(obs).squeeze(-1)  # (B,)
+        v_loss = 0.5 * ((values - returns) ** 2).mean()
+        weights = returns - values.detach()
+    if normalize:
+        weights = weights / (weights.std() + 1e-8)
+    pg_loss = -(logp * weights).mean()
+    optimizer.zero_grad()
+    (pg_loss + v_loss).backward()
+    optimizer.step()
+    return float(pg_loss.detach()), float(v_loss.detach())
+
+
+def train_reinforce_cartpole(config: ReinforceConfig | None = None, progress: bool = True,
+                             update_fn: Callable = reinforce_update) -> TrainingLog:
+    """REINFORCE on CartPole-v1 (whole episodes, reward-to-go, optional learned baseline).
+
+    `update_fn` does each gradient step (signature of `reinforce_update`); pass your own to train with it.
+    """
     from tqdm.auto import tqdm
 
     cfg = config or ReinforceConfig()
     torch.manual_seed(cfg.seed)
-    policy, critic = mlp(4, 2, cfg.hidden, 0.01), mlp(4, 1, cfg.hidden, 1.0)
-    opt = torch.optim.Adam(list(policy.parameters()) + list(critic.parameters()), lr=cfg.lr)
+    policy, critic = mlp(OBS_DIM, N_ACTIONS, cfg.hidden, 0.01), mlp(OBS_DIM, 1, cfg.hidden, 1.0)
+    optimizer = torch.optim.Adam(list(policy.parameters()) + list(critic.parameters()), lr=cfg.lr)
     (env,), _ = make_envs(1, cfg.seed)
-    log, step = TrainingLog(), 0
-    start = time.perf_counter()
+    log = TrainingLog()
     bar = tqdm(total=cfg.total_steps, desc="REINFORCE", disable=not progress)
-    while step < cfg.total_steps:
-        all_obs, all_act, all_ret = [], [], []
-        for _ in range(cfg.episodes_per_update):
-            obs, _ = env.reset()
-            ep_obs, ep_act, ep_rew, done = [], [], [], False
-            while not done:
-                o = torch.as_tensor(obs, dtype=torch.float32)
-                with torch.no_grad():
-                    a = int(torch.distributions.Categorical(logits=policy(o)).sample())
-                obs, r, terminated, truncated, _ = env.step(a)
-                ep_obs.append(o), ep_act.append(a), ep_rew.append(r)
-                done = terminated or truncated
-            step += len(ep_rew)
-            bar.update(len(ep_rew))
-            log.episode_returns.append(float(sum(ep_rew)))
-            log.episode_end_steps.append(step)
-            log.episode_end_times.append(time.perf_counter() - start)
-            all_obs += ep_obs
-            all_act += ep_act
-            all_ret.append(reward_to_go(ep_rew, cfg.gamma))
-        obs_t = torch.stack(all_obs)  # (B, 4) with B the steps of all episodes in the batch
-        act_t = torch.tensor(all_act)
-        ret_t = torch.as_tensor(np.concatenate(all_ret), dtype=torch.float32)
-        logp = policy(obs_t).log_softmax(-1).gather(-1, act_t[:, None]).squeeze(-1)  # (B,)
-        weight = ret_t
-        v_loss = torch.tensor(0.0)
-        if cfg.baseline == "value":
-            values = critic(obs_t).squeeze(-1)
-            v_loss = 0.5 * ((values - ret_t) ** 2).mean()
-            weight = ret_t - values.detach()
-        if cfg.normalize:
-            weight = weight / (weight.std() + 1e-8)
-        pg_loss = -(logp * weight).mean()
-        opt.zero_grad()
-        (pg_loss + v_loss).backward()
-        opt.step()
-        log.updates.append(dict(step=step, policy_loss=float(pg_loss.detach()), value_loss=float(v_loss.detach())))
-        bar.set_postfix(ret=f"{log.mean_recent_return():.0f}")
+    with one_thread():  # tiny networks: a second thread only waits
+        while log.steps < cfg.total_steps:
+            all_obs, all_act, all_ret = [], [], []
+            for _ in range(cfg.episodes_per_update):
+                obs, _ = env.reset()
+                ep_obs, ep_act, ep_rew, done = [], [], [], False
+                while not done:
+                    o = torch.as_tensor(obs, dtype=torch.float32)
+                    with torch.no_grad():
+                        a = int(torch.distributions.Categorical(logits=policy(o)).sample())
+                    obs, r, terminated, truncated, _ = env.step(a)
+                    ep_obs.append(o)
+                    ep_act.append(a)
+                    ep_rew.append(r)
+                    done = terminated or truncated
+                log.steps += len(ep_rew)
+                bar.update(len(ep_rew))
+                log.record_episode(sum(ep_rew), log.steps)
+                all_obs += ep_obs
+                all_act += ep_act
+                all_ret.append(reward_to_go(ep_rew, cfg.gamma))
+            obs_t = torch.stack(all_obs)  # (B, 4) with B the steps of all episodes in the batch
+            act_t = torch.tensor(all_act)  # (B,)
+            ret_t = torch.as_tensor(np.concatenate(all_ret), dtype=torch.float32)  # (B,)
+            pg_loss, v_loss = update_fn(policy, critic, optimizer, obs_t, act_t, ret_t, cfg.baseline == "value", cfg.normalize)
+            log.updates.append(dict(step=log.steps, policy_loss=float(pg_loss), value_loss=float(v_loss)))
+            bar.set_postfix(ret=f"{log.mean_recent_return():.0f}")
     bar.close()
-    log.wall_time = time.perf_counter() - start
+    log.wall_time = time.perf_counter() - log.start_time
     log.policy = policy
     return log

@@ -48,6 +48,46 @@ def epsilon_greedy_probs(q_row, epsilon):
     return probs
 
 
+def q_learning_episode(env, Q, alpha, gamma, epsilon, rng):
+    from rlhf_lib.tabular import epsilon_greedy
+
+    s, _ = env.reset()
+    total, steps = 0.0, 0
+    while True:
+        a = epsilon_greedy(Q[s], epsilon, rng)
+        s_next, r, terminated, truncated, _ = env.step(a)
+        if terminated:
+            target = r  # the episode ended: no future to add
+        else:
+            best_next = max(Q[s_next, b] for b in range(env.n_actions))
+            target = r + gamma * best_next
+        Q[s, a] = Q[s, a] + alpha * (target - Q[s, a])
+        total, steps = total + r, steps + 1
+        if terminated or truncated:
+            return total, steps
+        s = s_next
+
+
+def sarsa_episode(env, Q, alpha, gamma, epsilon, rng):
+    from rlhf_lib.tabular import epsilon_greedy
+
+    s, _ = env.reset()
+    a = epsilon_greedy(Q[s], epsilon, rng)
+    total, steps = 0.0, 0
+    while True:
+        s_next, r, terminated, truncated, _ = env.step(a)
+        a_next = epsilon_greedy(Q[s_next], epsilon, rng)  # chosen before Q changes
+        if terminated:
+            target = r
+        else:
+            target = r + gamma * Q[s_next, a_next]  # the action we will really take
+        Q[s, a] = Q[s, a] + alpha * (target - Q[s, a])
+        total, steps = total + r, steps + 1
+        if terminated or truncated:
+            return total, steps
+        s, a = s_next, a_next
+
+
 # ---- 02 policy gradients
 
 
@@ -67,6 +107,27 @@ def reward_to_go(rewards, gamma):
     return np.array(out)
 
 
+def reinforce_update(policy, critic, optimizer, obs, actions, returns, use_baseline, normalize):
+    import torch
+
+    log_probs = torch.log_softmax(policy(obs), dim=-1)  # (B, 2): log pi(. | s_t)
+    logp = log_probs[torch.arange(len(actions)), actions]  # (B,): log pi(a_t | s_t)
+    if use_baseline:
+        values = critic(obs).squeeze(-1)  # (B,): V(s_t)
+        value_loss = 0.5 * ((values - returns) ** 2).mean()
+        weights = returns - values.detach()  # detach: the policy loss must not train the critic
+    else:
+        value_loss = torch.zeros(())
+        weights = returns
+    if normalize:
+        weights = weights / (weights.std() + 1e-8)
+    policy_loss = -(logp * weights).mean()  # minus: the optimizer descends, we want to climb
+    optimizer.zero_grad()
+    (policy_loss + value_loss).backward()
+    optimizer.step()
+    return policy_loss.item(), value_loss.item()
+
+
 # ---- 03 actor-critic and PPO
 
 
@@ -84,6 +145,37 @@ def gae_one_episode(rewards, values, gamma, lam):
 def clipped_objective(ratio, advantage, eps):
     ratio, advantage = np.asarray(ratio, dtype=float), np.asarray(advantage, dtype=float)
     return np.minimum(ratio * advantage, np.clip(ratio, 1 - eps, 1 + eps) * advantage)
+
+
+def ppo_update(actor, critic, optimizer, batch, cfg):
+    import torch
+
+    params = list(actor.parameters()) + list(critic.parameters())
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(len(batch.obs))  # a new shuffle every epoch
+        for idx in order.chunk(cfg.minibatches):
+            # the policy: the clipped surrogate on whitened advantages
+            log_probs = torch.log_softmax(actor(batch.obs[idx]), dim=-1)  # (b, 2)
+            logp = log_probs[torch.arange(len(idx)), batch.actions[idx]]  # (b,)
+            adv = batch.advantages[idx]
+            adv = (adv - adv.mean()) * torch.rsqrt(((adv - adv.mean()) ** 2).mean() + 1e-8)
+            ratio = torch.exp(logp - batch.logp_old[idx])
+            clipped_ratio = torch.clamp(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps)
+            policy_loss = -torch.minimum(ratio * adv, clipped_ratio * adv).mean()
+            # the critic: squared error, optionally not rewarded for moving far from the old values
+            values = critic(batch.obs[idx]).squeeze(-1)  # (b,)
+            squared = (values - batch.returns[idx]) ** 2
+            if cfg.value_clip_eps is not None:
+                old = batch.values_old[idx]
+                moved = old + torch.clamp(values - old, -cfg.value_clip_eps, cfg.value_clip_eps)
+                squared = torch.maximum(squared, (moved - batch.returns[idx]) ** 2)
+            value_loss = 0.5 * squared.mean()
+            entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+            loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
 
 
 # ---- 04 language models as policies

@@ -6,6 +6,10 @@ target of the update:
 
     Q-learning:  r + gamma * max_a' Q(s', a')       (off-policy: the greedy action)
     SARSA:       r + gamma * Q(s', a')  with a' ~ epsilon-greedy   (on-policy)
+
+Each learner is one episode function (`q_learning_episode`, `sarsa_episode`)
+called once per episode by `td_control`; `q_learning` and `sarsa` take any
+function with that signature, so notebook 01 trains with the learner's own.
 """
 
 from __future__ import annotations
@@ -113,46 +117,93 @@ class TabularResult:
         return self.Q.argmax(axis=1)
 
 
-def _td_control(env, on_policy: bool, episodes: int, alpha: float, gamma: float, epsilon, seed: int) -> TabularResult:
+def q_learning_episode(env, Q: np.ndarray, alpha: float, gamma: float, epsilon: float, rng: np.random.Generator):
+    """Run one episode of Q-learning, updating Q in place. Returns (undiscounted return, number of steps).
+
+    Acts epsilon-greedily; after each step moves Q(s, a) toward r + gamma * max_a' Q(s', a'),
+    and toward r alone when the step ended the episode (nothing follows a terminal state).
+    """
+    s, _ = env.reset()
+    total, steps, done = 0.0, 0, False
+    while not done:
+        a = epsilon_greedy(Q[s], epsilon, rng)
+        s_next, r, terminated, truncated, _ = env.step(a)
+        if terminated:
+            target = r
+        else:  # a time limit (truncated) is not an end: the future still counts
+            target = r + gamma * Q[s_next].max()  # off-policy: the greedy action
+        Q[s, a] += alpha * (target - Q[s, a])
+        s = s_next
+        total += r
+        steps += 1
+        done = terminated or truncated
+    return total, steps
+
+
+def sarsa_episode(env, Q: np.ndarray, alpha: float, gamma: float, epsilon: float, rng: np.random.Generator):
+    """Run one episode of SARSA, updating Q in place. Returns (undiscounted return, number of steps).
+
+    Like `q_learning_episode`, except the target uses the action a' that the agent will really take
+    next (chosen epsilon-greedily before the update): r + gamma * Q(s', a').
+    """
+    s, _ = env.reset()
+    a = epsilon_greedy(Q[s], epsilon, rng)
+    total, steps, done = 0.0, 0, False
+    while not done:
+        s_next, r, terminated, truncated, _ = env.step(a)
+        a_next = epsilon_greedy(Q[s_next], epsilon, rng)
+        if terminated:
+            target = r
+        else:
+            target = r + gamma * Q[s_next, a_next]  # on-policy: the action we will take
+        Q[s, a] += alpha * (target - Q[s, a])
+        s, a = s_next, a_next
+        total += r
+        steps += 1
+        done = terminated or truncated
+    return total, steps
+
+
+def td_control(env, episode_fn: Callable, episodes: int, alpha: float, gamma: float, epsilon, seed: int) -> TabularResult:
+    """Learn Q from zeros by calling `episode_fn(env, Q, alpha, gamma, epsilon, rng)` once per episode.
+
+    `epsilon` is a number or a function of the episode index. The environment is seeded once with `seed`;
+    each episode gets its own generator, seeded with (seed, episode), so one episode's random draws do not
+    shift the next one's.
+    """
     check_count("episodes", episodes)
     check_positive("alpha (the learning rate)", alpha)
     gamma = check_gamma(gamma)
     eps_at = epsilon if callable(epsilon) else (lambda _: check_probability("epsilon", epsilon))
-    rng = np.random.default_rng(seed)
     Q = np.zeros((env.n_states, env.n_actions))
     returns, lengths = [], []
+    env.reset(seed=seed)
     for episode in range(episodes):
-        eps = eps_at(episode)
-        s, _ = env.reset(seed=int(rng.integers(2**31)))
-        a = epsilon_greedy(Q[s], eps, rng)
-        total, done, n = 0.0, False, 0
-        while not done:
-            s2, r, terminated, truncated, _ = env.step(a)
-            a2 = epsilon_greedy(Q[s2], eps, rng)
-            if terminated:
-                target = r
-            elif on_policy:
-                target = r + gamma * Q[s2, a2]  # SARSA: the action we will actually take
-            else:
-                target = r + gamma * Q[s2].max()  # Q-learning: the greedy action
-            Q[s, a] += alpha * (target - Q[s, a])
-            s, a = s2, a2
-            total += r
-            n += 1
-            done = terminated or truncated
-        returns.append(total)
-        lengths.append(n)
+        rng = np.random.default_rng([seed, episode])
+        outcome = episode_fn(env, Q, alpha, gamma, eps_at(episode), rng)
+        if not (isinstance(outcome, tuple) and len(outcome) == 2):
+            raise TypeError(f"an episode function must return (total_reward, steps), got {outcome!r}")
+        returns.append(float(outcome[0]))
+        lengths.append(int(outcome[1]))
     return TabularResult(Q=Q, returns=returns, lengths=lengths)
 
 
-def q_learning(env, episodes: int = 500, alpha: float = 0.5, gamma: float = 0.9, epsilon=0.1, seed: int = 0) -> TabularResult:
-    """Off-policy TD control. `epsilon` is a number or a function of the episode index."""
-    return _td_control(env, False, episodes, alpha, gamma, epsilon, seed)
+def q_learning(env, episodes: int = 500, alpha: float = 0.5, gamma: float = 0.9, epsilon=0.1, seed: int = 0,
+               episode_fn: Callable = q_learning_episode) -> TabularResult:
+    """Off-policy TD control. `epsilon` is a number or a function of the episode index.
+
+    `episode_fn` runs one episode (signature of `q_learning_episode`); pass your own to train with it.
+    """
+    return td_control(env, episode_fn, episodes, alpha, gamma, epsilon, seed)
 
 
-def sarsa(env, episodes: int = 500, alpha: float = 0.5, gamma: float = 0.9, epsilon=0.1, seed: int = 0) -> TabularResult:
-    """On-policy TD control. `epsilon` is a number or a function of the episode index."""
-    return _td_control(env, True, episodes, alpha, gamma, epsilon, seed)
+def sarsa(env, episodes: int = 500, alpha: float = 0.5, gamma: float = 0.9, epsilon=0.1, seed: int = 0,
+          episode_fn: Callable = sarsa_episode) -> TabularResult:
+    """On-policy TD control. `epsilon` is a number or a function of the episode index.
+
+    `episode_fn` runs one episode (signature of `sarsa_episode`); pass your own to train with it.
+    """
+    return td_control(env, episode_fn, episodes, alpha, gamma, epsilon, seed)
 
 
 def greedy_path(env, Q: np.ndarray, max_steps: int | None = None) -> list[int]:

@@ -1,38 +1,210 @@
-"""Every exercise's solution passes its checker, and the checker can fail."""
+"""Every exercise's solution passes its checker, a plausibly wrong one fails in the comparison, and the
+helpers around them (hint, use_or_library, what a check cell displays) behave as the notebooks need."""
 
+import numpy as np
 import pytest
 
 from rlhf_lib import solutions
-from rlhf_lib.exercises import EXERCISES, check, reveal
+from rlhf_lib.exercises import EXERCISES, Verdict, check, hint, reveal, use_or_library
+
+
+def _wrong_epsilon_greedy_probs(q_row, epsilon):  # all the greedy share to argmax's first pick
+    probs = np.full(len(q_row), epsilon / len(q_row))
+    probs[int(np.argmax(q_row))] += 1 - epsilon
+    return probs
+
+
+def _wrong_bellman_backup(env, V, s, gamma):  # bootstraps through terminal steps
+    return max(sum(p * (r + gamma * V[s2]) for p, s2, r, _ in env.transitions(s, a)) for a in range(env.n_actions))
+
+
+def _wrong_q_learning_episode(env, Q, alpha, gamma, epsilon, rng):  # a time limit treated as an end
+    from rlhf_lib.tabular import epsilon_greedy
+
+    s, _ = env.reset()
+    total, steps, done = 0.0, 0, False
+    while not done:
+        a = epsilon_greedy(Q[s], epsilon, rng)
+        s_next, r, terminated, truncated, _ = env.step(a)
+        done = terminated or truncated
+        target = r if done else r + gamma * Q[s_next].max()
+        Q[s, a] += alpha * (target - Q[s, a])
+        s, total, steps = s_next, total + r, steps + 1
+    return total, steps
+
+
+def _wrong_reinforce_update(policy, critic, optimizer, obs, actions, returns, use_baseline, normalize):
+    """The baseline is not detached: the policy loss also trains the critic."""
+    import torch
+
+    logp = policy(obs).log_softmax(-1).gather(-1, actions[:, None]).squeeze(-1)
+    weights, v_loss = returns, torch.zeros(())
+    if use_baseline:
+        values = critic(obs).squeeze(-1)
+        v_loss = 0.5 * ((values - returns) ** 2).mean()
+        weights = returns - values
+    if normalize:
+        weights = weights / (weights.std() + 1e-8)
+    pg_loss = -(logp * weights).mean()
+    optimizer.zero_grad()
+    (pg_loss + v_loss).backward()
+    optimizer.step()
+    return pg_loss.item(), v_loss.item()
+
+
+def _wrong_ppo_update(actor, critic, optimizer, batch, cfg):
+    """Raw advantages: no whitening per minibatch."""
+    import torch
+
+    from rlhf_lib.ppo import clipped_surrogate, entropy_from_logits, value_loss
+
+    params = list(actor.parameters()) + list(critic.parameters())
+    for _ in range(cfg.epochs):
+        for idx in torch.randperm(len(batch.obs)).chunk(cfg.minibatches):
+            logits = actor(batch.obs[idx])
+            logp = logits.log_softmax(-1).gather(-1, batch.actions[idx, None]).squeeze(-1)
+            pg_loss = clipped_surrogate(logp, batch.logp_old[idx], batch.advantages[idx], cfg.clip_eps)
+            values = critic(batch.obs[idx]).squeeze(-1)
+            v_loss = value_loss(values, batch.returns[idx], batch.values_old[idx], cfg.value_clip_eps)
+            loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy_from_logits(logits).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+
+
+def _wrong_gae(rewards, values, gamma, lam):  # forgets lambda
+    return solutions.gae_one_episode(rewards, values, gamma, 1.0)
+
+
+def _wrong_sft_loss(logits, labels):  # averages over every position, the prompt's too
+    kept = sum(1 for label in labels if label != -100)
+    return solutions.sft_loss(logits, labels) * kept / len(labels)
+
+
+# A plausible mistake for every exercise: each must fail in the comparison, not by raising.
+WRONG = {
+    "discounted_return": lambda rewards, gamma: sum(gamma ** (t + 1) * r for t, r in enumerate(rewards)),
+    "softmax_with_temperature": lambda logits, t: solutions.softmax_with_temperature(np.asarray(logits) * t * t, t),
+    "bellman_backup": _wrong_bellman_backup,
+    "epsilon_greedy_probs": _wrong_epsilon_greedy_probs,
+    "q_learning_episode": _wrong_q_learning_episode,
+    "sarsa_episode": solutions.q_learning_episode,  # the greedy max in the target: Q-learning, not SARSA
+    "grad_log_softmax": lambda theta, a: -solutions.grad_log_softmax(theta, a),
+    "reward_to_go": lambda rewards, gamma: np.cumsum(rewards),  # rewards so far, not to go
+    "reinforce_update": _wrong_reinforce_update,
+    "ppo_update": _wrong_ppo_update,
+    "gae_one_episode": _wrong_gae,
+    "clipped_objective": lambda ratio, adv, eps: np.maximum(np.asarray(ratio) * adv, np.clip(ratio, 1 - eps, 1 + eps) * np.asarray(adv)),
+    "sequence_logprob": lambda token_logps, mask: float(sum(token_logps)),  # drops the mask
+    "k3_estimate": lambda logp, logp_ref: solutions.k3_estimate(logp_ref, logp),  # ratio inverted
+    "hindsight_rewards": lambda score, n: (np.r_[score, np.zeros(n - 1)], np.r_[score, np.zeros(n - 1)]),  # pays the first token
+    "completion_labels": lambda ids, p, pad_id: [-100 if t < p else tok for t, tok in enumerate(ids)],  # keeps padding
+    "sft_loss": _wrong_sft_loss,
+    "bradley_terry_prob": lambda a, b, t: solutions.bradley_terry_prob(a, b, 1.0),  # forgets the temperature
+    "agreement_rate": lambda x, y: float(np.mean([a == b for a, b in zip(x, y)])),  # counts ties and skips
+    "bt_loss": lambda c, r: solutions.bt_loss(r, c),  # chosen and rejected swapped
+    "last_real_index": lambda mask: sum(mask) - 1,  # a count, not a position
+    "kl_shaped_rewards": lambda score, lp, lr, beta: solutions.kl_shaped_rewards(score, lr, lp, beta),  # sign flipped
+    "adaptive_beta": lambda beta, kl, target, n, horizon: beta * (1 + (kl / target - 1) * n / horizon),  # no clip
+}
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_solution_passes_its_checker(name, capsys):
     assert check(name, getattr(solutions, name))
-    assert "correct" in capsys.readouterr().out
+    assert capsys.readouterr().out.strip() == f"{name}: correct!"
+
+
+def test_every_exercise_has_a_wrong_variant():
+    assert sorted(WRONG) == sorted(EXERCISES)
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
-def test_checker_rejects_a_wrong_answer(name):
-    solution = getattr(solutions, name)
+def test_checker_rejects_a_plausible_mistake_in_the_comparison(name, capsys):
+    verdict = check(name, WRONG[name])
+    out = capsys.readouterr().out
+    assert not verdict
+    assert "not yet" in out and "expected" in out and "got" in out, out
+    assert "raised" not in out
+    assert out.count(name + ":") == 1, "one verdict"
 
-    def off_by_a_bit(*args):
-        return solution(*args) + 0.01
 
-    assert not check(name, off_by_a_bit)
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_every_exercise_has_a_hint(name, capsys):
+    assert EXERCISES[name].hint.strip()
+    hint(name)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"Hints for {name}:" and 1 <= len(lines) - 1 <= 3 and all(len(x) > 20 for x in lines[1:])
+
+
+def test_the_message_names_the_entry_that_differs(capsys):
+    def almost(rewards, gamma):
+        out = solutions.reward_to_go(rewards, gamma)
+        if len(out) > 3:
+            out[3] += 1.0
+        return out
+
+    assert not check("reward_to_go", almost)
+    out = capsys.readouterr().out
+    first_long_case = next(args for args in EXERCISES["reward_to_go"].cases(np.random.default_rng(0)) if len(args[0]) > 3)
+    want = solutions.reward_to_go(*first_long_case)[3]
+    assert f"at index [3]: expected {want:.6g}, got {want + 1:.6g} (1 of" in out
+    assert str(round(first_long_case[1], 4)) in out  # the case's arguments
+
+
+def test_a_wrong_shape_is_reported(capsys):
+    assert not check("reward_to_go", lambda rewards, gamma: [0.0, 0.0])
+    assert "expected shape" in capsys.readouterr().out
 
 
 def test_unfinished_exercise_does_not_raise(capsys):
     def stub(rewards, gamma):
         raise NotImplementedError
 
-    assert check("reward_to_go", stub) is False
+    assert not check("reward_to_go", stub)
     assert "not done yet" in capsys.readouterr().out
 
 
 def test_a_crashing_answer_is_reported(capsys):
-    assert check("reward_to_go", lambda rewards, gamma: rewards[100]) is False
+    assert not check("reward_to_go", lambda rewards, gamma: rewards[100])
     assert "IndexError" in capsys.readouterr().out
+
+
+def test_a_check_cell_displays_one_verdict(capsys):
+    """IPython shows a cell's last value through its formatter: the verdict must add nothing to the print."""
+    from IPython.core.formatters import DisplayFormatter
+
+    for fn in (solutions.reward_to_go, WRONG["reward_to_go"]):
+        verdict = check("reward_to_go", fn)
+        assert isinstance(verdict, Verdict) and bool(verdict) == (fn is solutions.reward_to_go)
+        assert DisplayFormatter().format(verdict) == ({}, {})
+        assert verdict.message in capsys.readouterr().out
+    assert repr(verdict) == "<check reward_to_go: not yet>"
+
+
+def test_use_or_library_picks_the_learners_function_only_when_it_passes(capsys):
+    assert use_or_library("reward_to_go", solutions.reward_to_go) is solutions.reward_to_go
+    assert capsys.readouterr().out.count("\n") == 1
+
+    def stub(rewards, gamma):
+        raise NotImplementedError
+
+    for unfinished in (stub, WRONG["reward_to_go"]):
+        fn = use_or_library("reward_to_go", unfinished)
+        assert fn is EXERCISES["reward_to_go"].reference
+        assert capsys.readouterr().out == "reward_to_go: not finished yet, so this run uses the library's version\n"
+        assert check("reward_to_go", fn, quiet=True)
+
+
+def test_checking_a_build_it_exercise_leaves_the_random_state_alone():
+    import torch
+
+    torch.manual_seed(123)
+    want = torch.rand(3)
+    torch.manual_seed(123)
+    check("ppo_update", solutions.ppo_update, quiet=True)
+    torch.testing.assert_close(torch.rand(3), want)
 
 
 def test_reveal_prints_the_solution(capsys):
@@ -40,10 +212,29 @@ def test_reveal_prints_the_solution(capsys):
     assert "def gae_one_episode" in capsys.readouterr().out
     with pytest.raises(KeyError, match="no exercise"):
         reveal("nope")
+    with pytest.raises(KeyError, match="no exercise"):
+        hint("nope")
 
 
-def test_every_notebook_poses_at_least_two_exercises():
+def test_every_notebook_poses_enough_exercises():
     per_notebook = {}
     for ex in EXERCISES.values():
         per_notebook[ex.notebook] = per_notebook.get(ex.notebook, 0) + 1
     assert all(per_notebook.get(nb, 0) >= 2 for nb in ("00", "01", "02", "03", "04", "05", "06", "07", "08"))
+    assert all(per_notebook[nb] >= 3 for nb in ("01", "02", "03")), per_notebook
+
+
+@pytest.mark.parametrize("name,notebook", [("q_learning_episode", "01_tabular_rl"), ("sarsa_episode", "01_tabular_rl"),
+                                           ("reinforce_update", "02_policy_gradients"),
+                                           ("ppo_update", "03_actor_critic_ppo")])
+def test_the_notebook_trains_with_the_learners_build_it_function(name, notebook):
+    """The stub is checked, hinted, revealable, and the training run goes through use_or_library."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / f"{notebook}.ipynb"
+    code = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    stub = next(c for c in code if f"def {name}(" in c)
+    assert "raise NotImplementedError" in stub and f'check("{name}", {name})' in stub
+    assert f'# hint("{name}")' in stub and f'# reveal("{name}")' in stub
+    assert any(f'use_or_library("{name}", {name})' in c for c in code)

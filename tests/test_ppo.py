@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from rlhf_lib import solutions
+from rlhf_lib.cartpole import Batch, PPOConfig, collect_rollout, compute_advantages, flatten, make_envs, mlp, \
+    ppo_update, train_ppo_cartpole, TrainingLog, VecEnv
 from rlhf_lib.ppo import (
-    PPOConfig, approx_kl, clip_fraction, clipped_surrogate, discounted_returns, entropy_from_logits,
-    explained_variance, gae, masked_mean, train_ppo_cartpole, value_loss, whiten,
+    approx_kl, clip_fraction, clipped_surrogate, discounted_returns, entropy_from_logits, explained_variance, gae,
+    masked_mean, value_loss, whiten,
 )
 
 
@@ -179,6 +182,53 @@ def test_ppo_same_seed_same_numbers():
     b = train_ppo_cartpole(PPOConfig(total_steps=2048, seed=3), progress=False)
     assert a.episode_returns == b.episode_returns
     assert [u["value_loss"] for u in a.updates] == [u["value_loss"] for u in b.updates]
+
+
+def test_the_exercise_solution_trains_exactly_like_the_library():
+    """The solution's update (its own ratio, clip, whitening, entropy) plugged into the trainer gives the library's run."""
+    cfg = PPOConfig(total_steps=512, n_envs=2, n_steps=128, epochs=4, ent_coef=0.01, value_clip_eps=0.2, seed=1)
+    ours = train_ppo_cartpole(cfg, progress=False)
+    theirs = train_ppo_cartpole(cfg, progress=False, update_fn=solutions.ppo_update)
+    assert theirs.episode_returns == ours.episode_returns
+    for mine, library in zip(theirs.policy.parameters(), ours.policy.parameters()):
+        torch.testing.assert_close(mine, library, atol=1e-7, rtol=1e-6)
+    assert theirs.updates[-1]["approx_kl"] == pytest.approx(ours.updates[-1]["approx_kl"], rel=1e-5, abs=1e-9)
+
+
+def test_rollout_pieces_fit_together():
+    """One rollout by hand: shapes, episode ends, bootstrapped time limits, and GAE over it."""
+    torch.manual_seed(0)
+    actor, critic = mlp(4, 2, 8, 0.01), mlp(4, 1, 8, 1.0)
+    envs, obs = make_envs(3, seed=0)
+    vec, log = VecEnv(envs, obs, np.zeros(3)), TrainingLog()
+    rollout = collect_rollout(actor, critic, vec, 40, 0.99, log)
+    assert rollout.obs.shape == (3, 40, 4) and rollout.actions.shape == rollout.rewards.shape == (3, 40)
+    assert log.steps == 120 and len(log.episode_returns) == int(rollout.dones.sum())
+    assert sum(log.episode_returns) <= float(rollout.rewards.sum())  # rewards of unfinished episodes count too
+    advantages, returns = compute_advantages(rollout, 0.99, 0.95)
+    want = brute_force_gae(rollout.rewards.numpy(), rollout.values.numpy(), rollout.dones.numpy(),
+                           rollout.last_value.numpy(), 0.99, 0.95)
+    torch.testing.assert_close(advantages, torch.tensor(want, dtype=torch.float32), atol=1e-4, rtol=1e-4)
+    batch = flatten(rollout, advantages, returns)
+    assert isinstance(batch, Batch) and batch.obs.shape == (120, 4)
+    torch.testing.assert_close(batch.advantages[40:80], advantages[1])  # row-major: environment 1's steps
+
+
+def test_ppo_update_leaves_a_policy_that_moved_within_the_clip():
+    """After one update on a rollout, the new policy differs from the old, and the ratios stay near 1 +- eps."""
+    torch.manual_seed(0)
+    actor, critic = mlp(4, 2, 16, 0.01), mlp(4, 1, 16, 1.0)
+    envs, obs = make_envs(2, seed=0)
+    rollout = collect_rollout(actor, critic, VecEnv(envs, obs, np.zeros(2)), 128, 0.99, TrainingLog())
+    batch = flatten(rollout, *compute_advantages(rollout, 0.99, 0.95))
+    cfg = PPOConfig(epochs=4, minibatches=4)
+    optimizer = torch.optim.Adam(list(actor.parameters()) + list(critic.parameters()), lr=cfg.lr, eps=1e-5)
+    ppo_update(actor, critic, optimizer, batch, cfg)
+    with torch.no_grad():
+        logp = actor(batch.obs).log_softmax(-1).gather(-1, batch.actions[:, None]).squeeze(-1)
+    ratio = torch.exp(logp - batch.logp_old)
+    assert float((ratio - 1).abs().max()) > 1e-3
+    assert float((ratio - 1).abs().mean()) < 2 * cfg.clip_eps
 
 
 @pytest.mark.parametrize("bad", [dict(lr=-1e-3), dict(gamma=1.5), dict(lam=-0.1), dict(n_envs=0)])

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from rlhf_lib import solutions
 from rlhf_lib.envs import GridWorld
 from rlhf_lib.tabular import (
     epsilon_greedy, epsilon_greedy_probs, greedy_path, linear_schedule, optimal_action_mask, q_learning, sarsa,
@@ -65,6 +66,22 @@ def test_on_the_cliff_sarsa_walks_safe_and_q_learning_walks_optimal():
     assert len(s_path) > len(q_path)
     # online, with exploration, the safe path earns more than the optimal one
     assert np.mean(s.returns[-200:]) > np.mean(q.returns[-200:])
+
+
+@pytest.mark.parametrize("layout,slip,epsilon", [("cliff", 0.0, 0.1), ("classic", 0.2, linear_schedule(1.0, 0.05, 300))])
+@pytest.mark.parametrize("trainer,solution", [(q_learning, solutions.q_learning_episode), (sarsa, solutions.sarsa_episode)])
+def test_the_exercise_solution_trains_exactly_like_the_library(layout, slip, epsilon, trainer, solution):
+    """The plain-loop solution plugged into the trainer gives the library's Q table and returns."""
+    env = GridWorld(layout, slip=slip)
+    ours = trainer(env, episodes=500, alpha=0.5, gamma=0.95, epsilon=epsilon, seed=4)
+    theirs = trainer(env, episodes=500, alpha=0.5, gamma=0.95, epsilon=epsilon, seed=4, episode_fn=solution)
+    np.testing.assert_allclose(theirs.Q, ours.Q, rtol=0, atol=1e-12)
+    assert theirs.returns == ours.returns and theirs.lengths == ours.lengths
+
+
+def test_an_episode_function_must_return_return_and_length():
+    with pytest.raises(TypeError, match=r"\(total_reward, steps\)"):
+        q_learning(GridWorld("classic"), episodes=2, episode_fn=lambda env, Q, alpha, gamma, epsilon, rng: None)
 
 
 def test_epsilon_greedy_samples_its_stated_distribution():
