@@ -124,7 +124,7 @@ def load_checkpoint(folder, model, opt, rank: int, config=None, world: int = 1) 
     folder = Path(folder)
     source = find_checkpoint(folder)
     if source is None:
-        leftovers = [p for p in (folder, _sibling(folder, ".new")) if p.exists()]
+        leftovers = [p for p in (folder, _sibling(folder, ".new")) if p.is_dir() and any(p.iterdir())]
         if (folder / "trainer.pt").is_file():  # written before checkpoints had manifests
             return _load_unchecked(folder, model, opt, rank, config)
         if leftovers:
