@@ -203,3 +203,39 @@ def test_resume_refuses_other_settings_or_process_counts(tmp_path):
     with pytest.raises(ValueError, match="made by 1 process"):
         load_checkpoint(folder, *tiny_policy(), 0, config=RLHFConfig(iterations=5), world=2)
     assert load_checkpoint(folder, *tiny_policy(), 0, config=RLHFConfig(iterations=5))["iteration"] == 1
+
+
+# ---- texts longer than the model's context: a clear error before any work, not an IndexError in torch
+
+
+@pytest.fixture(scope="module")
+def course():
+    from rlhf_lib.lm import load_model
+    from rlhf_lib.reward_model import make_reward_model
+
+    return load_model(), make_reward_model(seed=0)
+
+
+def test_texts_longer_than_the_context_are_refused_up_front(course):
+    from rlhf_lib.lm import sample
+    from rlhf_lib.reward_model import RewardConfig, score_texts, train_reward_model
+    from rlhf_lib.sft import SFTConfig, sft
+
+    (policy, tok), (rm, rm_tok) = course
+    long = "The plot was" + " very good," * 100 + " and fine."
+    assert len(tok(long)["input_ids"]) > 128  # independent of the check: the text really is too long
+    with pytest.raises(ValueError, match=r"text 1 is \d+ tokens long .* context of 128 tokens"):
+        score_texts(rm, rm_tok, ["The plot was good.", long])
+    with pytest.raises(ValueError, match="context of 128 tokens"):
+        train_reward_model(rm, rm_tok, [dict(prompt="The plot was", chosen=long[12:], rejected=" bad.")],
+                           RewardConfig(epochs=1), progress=False)
+    with pytest.raises(ValueError, match=r"prompt 1 is \d+ tokens .*context of 128"):
+        sample(policy, tok, ["The plot was", long], max_new_tokens=8, seed=0)
+    with pytest.raises(ValueError, match="lower max_new_tokens"):
+        sample(policy, tok, ["The plot was"], max_new_tokens=300, seed=0)
+    with pytest.raises(ValueError, match="demonstration 0 .* context of 128"):
+        sft(policy, tok, [dict(prompt="The plot was", completion=long[12:])], SFTConfig(epochs=1), progress=False)
+    # at the limit itself, sampling still works: prompt + response fill the context exactly
+    n_prompt = len(tok("The plot was", add_special_tokens=False)["input_ids"]) + 1
+    s = sample(policy, tok, ["The plot was"], max_new_tokens=128 - n_prompt, seed=0, stop_at="text")
+    assert s.prompt_ids.shape[1] + s.response_ids.shape[1] <= 128
