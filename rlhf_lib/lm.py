@@ -90,7 +90,7 @@ def check_model_source(source, kind: str = "a causal language model") -> None:
 def context_length(model) -> int | None:
     """The longest sequence (in tokens) the model can read, from its config (None if it does not say)."""
     for name in ("n_positions", "max_position_embeddings"):
-        value = getattr(model.config, name, None)
+        value = getattr(getattr(model, "config", None), name, None)
         if isinstance(value, int) and value > 0:
             return value
     return None
