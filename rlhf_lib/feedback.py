@@ -255,6 +255,8 @@ def remove_record(path, record_id: str) -> bool:
     """Remove the record with this id (and nothing else) from the file, atomically: the new content is
     written beside the file, fsynced, and renamed over it. Returns False if no record has that id."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no preference file at {path}")
     with _locked(path) as f:
         f.seek(0)
         data = f.read()
@@ -309,6 +311,8 @@ def repair_torn_tail(path) -> Path | None:
     (appended, so nothing is ever lost) and cut the file back to its last complete record. Returns the side
     file, or None when there was nothing to repair. Malformed lines elsewhere are left for a person to fix."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no preference file at {path}")
     with _locked(path) as f:
         f.seek(0)
         data = f.read()

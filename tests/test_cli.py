@@ -89,6 +89,8 @@ def test_ppo_under_accelerate_with_two_processes(tmp_path):
     assert summary["processes"] == 2 and summary["last_iteration"]["iteration"] == 3
     assert summary["last_iteration"]["weight_checksum_spread"] == 0.0
     AutoModelForCausalLM.from_pretrained(out / "policy")
+    manifest = json.loads((out / "checkpoint" / "manifest.json").read_text())  # one sampler file a process
+    assert manifest["processes"] == 2 and {"sampler-0.pt", "sampler-1.pt"} <= set(manifest["files"])
 
 
 def test_pipeline_end_to_end_on_a_tiny_budget(tmp_path, capsys):
