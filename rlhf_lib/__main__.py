@@ -7,23 +7,68 @@
     python -m rlhf_lib ppo --out DIR --reward-model DIR     PPO-RLHF against a reward model
     python -m rlhf_lib pipeline --out DIR     (SFT,) labels, reward model, PPO, evaluation: end to end
 
-Each command saves with save_pretrained and writes DIR/summary.json with its figures.
+Each command saves with save_pretrained and writes DIR/summary.json with its figures. A command
+refuses an --out folder that is not empty (add --overwrite to replace what is there) and never writes
+into assets/ except for the two documented rebuilds (`pretrain --out assets/model`, `reward --out
+assets/reward_model`, each with --overwrite). `ppo --resume` and `pipeline --resume` continue an
+interrupted run from its last checkpoint or finished stage. Every option is checked before any work.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import shutil
 import sys
 from dataclasses import fields
 from pathlib import Path
 
 from rlhf_lib.classroom.cli import add_classroom_commands
 
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "assets"
+REBUILDS = {"pretrain": ASSETS / "model", "reward": ASSETS / "reward_model"}
+"""the only folders under assets/ a command may write: the documented rebuilds (README)"""
+
+
+def _count(minimum: int = 1):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
 
 def _optional_float(text: str):
-    return None if text.lower() in ("none", "off", "") else float(text)
+    return None if text.lower() in ("none", "off", "") else _float(text)
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def _bool(text: str) -> bool:
@@ -41,13 +86,57 @@ def add_config_options(parser, config_cls, skip=()):
             continue
         default = f.default
         kind = (_optional_float if default is None or "None" in str(f.type) else _bool if isinstance(default, bool)
-                else type(default))
+                else _float if isinstance(default, float) else type(default))
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default, dest=f.name,
                             help=f"(default: {default})")
 
 
 def config_from(args, config_cls):
-    return config_cls(**{f.name: getattr(args, f.name) for f in fields(config_cls)})
+    """The config of the command's options; a bad value is refused here, before any work, naming the option."""
+    try:
+        return config_cls(**{f.name: getattr(args, f.name) for f in fields(config_cls)})
+    except ValueError as err:
+        raise ValueError(f"{err} (option --{str(err).split()[0].replace('_', '-')})") from None
+
+
+def check_out(out: Path, command: str, overwrite: bool = False, resume: bool = False) -> Path:
+    """Refuse, before any work: an --out that is a file; a folder inside assets/ other than the documented
+    rebuilds; a folder that is not empty, unless --overwrite (replace) or --resume (continue)."""
+    out = Path(out).expanduser()
+    if overwrite and resume:
+        raise ValueError("--overwrite and --resume cannot go together: replace the run, or continue it")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a folder")
+    resolved = out.resolve()
+    if resolved == ASSETS or ASSETS in resolved.parents:
+        if REBUILDS.get(command) != resolved:
+            raise ValueError(f"--out {out} is inside assets/, the files the course ships, and commands do not write "
+                             "there (the documented rebuilds are `pretrain --out assets/model` and "
+                             "`reward --out assets/reward_model`, with --overwrite); choose another folder")
+    if resume:
+        if not out.is_dir():
+            raise FileNotFoundError(f"--resume: there is no run to continue at {out}")
+    elif out.is_dir() and any(out.iterdir()) and not overwrite:
+        hint = ", or --resume to continue it" if command in ("ppo", "pipeline") else ""
+        raise FileExistsError(f"--out {out} already exists and is not empty; choose another folder, add --overwrite "
+                              f"to replace what is there{hint}")
+    return out
+
+
+def _remove(*paths: Path) -> None:
+    """What --overwrite replaces: this command's own outputs, nothing else in the folder."""
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def last_epoch_mean(values: list[float], n_pairs: int, batch_size: int) -> float:
+    """Mean of the last epoch's per-step values (an epoch has max(1, n_pairs // batch_size) steps)."""
+    steps = max(1, n_pairs // batch_size)
+    last = values[-steps:]
+    return sum(last) / len(last)
 
 
 def cmd_pretrain(args):
@@ -56,6 +145,7 @@ def cmd_pretrain(args):
     from rlhf_lib.reviews import generate_reviews
 
     cfg = config_from(args, PretrainConfig)
+    check_out(args.out, "pretrain", args.overwrite)
     result = pretrain(cfg)
     corpus = text_report(generate_reviews(5000, seed=cfg.seed + 1))
     samples = model_report(result.model, result.tokenizer, n=args.eval_samples, temperature=1.0, seed=0)
@@ -70,7 +160,7 @@ def cmd_sft(args):
     from rlhf_lib.sft import SFTConfig, load_demonstrations, make_demonstrations, save_jsonl, sft
 
     cfg = config_from(args, SFTConfig)
-    out = Path(args.out)
+    out = check_out(args.out, "sft", args.overwrite)
     model, tokenizer = load_model(args.model)
     path = args.demonstrations or save_jsonl(make_demonstrations(args.n_demos, seed=cfg.seed), out / "demonstrations.jsonl")
     demos = load_demonstrations(path)
@@ -82,7 +172,7 @@ def cmd_sft(args):
     summary = dict(model=str(args.model or "course model"), demonstrations=str(path), n_demonstrations=len(demos),
                    config=vars(cfg), before=before, after=after, final_loss=result.losses[-1],
                    seconds=round(result.seconds, 1))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    _write_summary(out, summary)
     return summary
 
 
@@ -107,7 +197,10 @@ def make_labels(model, tokenizer, out: Path, n_pairs: int, annotator_temperature
     pairs = sample_pairs(model, tokenizer, n_pairs, max_new_tokens=max_new_tokens, seed=seed)
     annotator = SimulatedAnnotator(annotator_temperature, seed=seed)
     records = label_pairs(annotator, pairs, model=model_name)
-    write_records(path, records)
+    partial = out / ".labels.jsonl.partial"
+    _remove(partial)
+    write_records(partial, records)  # fsynced, then renamed: labels.jsonl is whole or absent
+    os.replace(partial, path)
     choices = [r.choice for r in records]
     decided = [(r, gold_preference(r.prompt, r.completion_a, r.completion_b)) for r in records if r.choice in "ab"]
     agree = [r.choice == g for r, g in decided if g != "tie"]
@@ -119,8 +212,11 @@ def make_labels(model, tokenizer, out: Path, n_pairs: int, annotator_temperature
 def cmd_label(args):
     from rlhf_lib.lm import load_model
 
+    out = check_out(args.out, "label", args.overwrite)
+    if args.overwrite:
+        _remove(out / "labels.jsonl", out / "summary.json")
     model, tokenizer = load_model(args.model)
-    summary = make_labels(model, tokenizer, Path(args.out), args.n_pairs, args.annotator_temperature, args.seed,
+    summary = make_labels(model, tokenizer, out, args.n_pairs, args.annotator_temperature, args.seed,
                           args.max_new_tokens, str(args.model or "course model"))
     _write_summary(args.out, summary)
     return summary
@@ -134,7 +230,7 @@ def train_reward(out: Path, labels: Path, policy_model, policy_tokenizer, cfg, b
     from rlhf_lib.reward_model import calibration, make_reward_model, normalize_on, pair_accuracy, train_reward_model
 
     train = to_pairs(load_preferences(labels))
-    model, tokenizer = make_reward_model(base, pooling=pooling)
+    model, tokenizer = make_reward_model(base, pooling=pooling, seed=seed)
     result = train_reward_model(model, tokenizer, train, cfg)
     heldout = [dict(prompt=p, chosen=a, rejected=b) for p, a, b in
                sample_pairs(policy_model, policy_tokenizer, n_heldout, max_new_tokens=max_new_tokens, seed=seed + 10_000)]
@@ -146,7 +242,7 @@ def train_reward(out: Path, labels: Path, policy_model, policy_tokenizer, cfg, b
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return dict(labels=str(labels), n_train_pairs=len(train), n_heldout_pairs=report["n_gold_decided"],
-                gold_accuracy=report["gold_accuracy"], train_accuracy_last_epoch=sum(result.accuracies[-10:]) / 10,
+                gold_accuracy=report["gold_accuracy"], train_accuracy_last_epoch=last_epoch_mean(result.accuracies, len(train), cfg.batch_size),
                 calibration_error=ece, reward_mean=mean, reward_std=std, config=vars(cfg),
                 seconds=round(result.seconds, 1))
 
@@ -156,9 +252,19 @@ def cmd_reward(args):
     from rlhf_lib.reward_model import RewardConfig
 
     cfg = config_from(args, RewardConfig)
-    out = Path(args.out)
-    model, tokenizer = load_model(args.model)
+    out = check_out(args.out, "reward", args.overwrite)
+    if args.base is not None:
+        from rlhf_lib.lm import check_model_source
+
+        check_model_source(args.base, "a backbone")
     labels = args.labels
+    if labels is not None:
+        from rlhf_lib.feedback import read_records
+
+        read_records(labels)  # a bad file is refused before any work
+    if args.overwrite:
+        _remove(out / "summary.json", *([out / "labels.jsonl"] if labels is None else []))
+    model, tokenizer = load_model(args.model)
     if labels is None:
         made = make_labels(model, tokenizer, out, args.n_pairs, args.annotator_temperature, cfg.seed,
                            args.max_new_tokens, str(args.model or "course model"))
@@ -169,18 +275,26 @@ def cmd_reward(args):
     return summary
 
 
-def run_ppo(out: Path, model_name, reward_path, cfg, eval_samples: int, accelerator=None) -> dict:
-    from rlhf_lib.lm import load_model
+def run_ppo(out: Path, model_name, reward_path, cfg, eval_samples: int, accelerator=None, resume: bool = False) -> dict:
+    from rlhf_lib.checkpoint import find_checkpoint
+    from rlhf_lib.lm import check_fits, load_model
+    from rlhf_lib.reviews import PROMPTS
     from rlhf_lib.reward_model import load_reward_model
     from rlhf_lib.rlhf import evaluate_policy, train_rlhf
 
+    if resume and find_checkpoint(out / "checkpoint") is None and not (out / "checkpoint" / "trainer.pt").exists():
+        raise FileNotFoundError(f"--resume: no complete checkpoint in {out / 'checkpoint'} to continue from")
     reward = load_reward_model(reward_path)
     policy, tokenizer = load_model(model_name)
+    try:  # the longest course prompt and the longest response must fit the model's context
+        check_fits(policy, tokenizer, PROMPTS, "course prompt", extra=1 + cfg.max_new_tokens)
+    except ValueError as err:
+        raise ValueError(f"--max-new-tokens {cfg.max_new_tokens} is too long for this model: {err}") from None
     reference, _ = load_model(model_name)
     main_process = accelerator is None or accelerator.is_main_process
     before = evaluate_policy(policy, reference, tokenizer, *reward, n=eval_samples) if main_process else None
     result = train_rlhf(policy, tokenizer, *reward, reference, cfg, checkpoint_dir=out / "checkpoint",
-                        accelerator=accelerator)
+                        resume=resume, accelerator=accelerator)
     if not main_process:
         return {}
     after = evaluate_policy(policy, reference, tokenizer, *reward, n=eval_samples)
@@ -196,46 +310,90 @@ def cmd_ppo(args):
     from rlhf_lib.rlhf import RLHFConfig
 
     cfg = config_from(args, RLHFConfig)
+    out = check_out(args.out, "ppo", args.overwrite, args.resume)
     accelerator = None
     if args.accelerate or int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by `accelerate launch`
         from accelerate import Accelerator
 
         accelerator = Accelerator(cpu=not _cuda())
-    summary = run_ppo(Path(args.out), args.model, args.reward_model, cfg, args.eval_samples, accelerator)
+    if args.overwrite and (accelerator is None or accelerator.is_main_process):
+        _remove(out / "summary.json", out / "policy", *(out / f"checkpoint{x}" for x in ("", ".new", ".old")))
+    if accelerator:
+        accelerator.wait_for_everyone()
+    summary = run_ppo(out, args.model, args.reward_model, cfg, args.eval_samples, accelerator, args.resume)
     if summary:
         _write_summary(args.out, summary)
     return summary
 
 
+PIPELINE_SETTINGS = ("model", "sft", "n_pairs", "annotator_temperature", "heldout", "iterations", "seed")
+
+
+def _stage(folder: Path, resume: bool):
+    """The summary of a finished stage (when resuming), else None: the stage runs (again)."""
+    done = folder / "summary.json"
+    return json.loads(done.read_text()) if resume and done.is_file() else None
+
+
 def cmd_pipeline(args):
-    """SFT if asked, then labels, reward model, PPO and the evaluation, each in its own subfolder."""
+    """SFT if asked, then labels, reward model, PPO and the evaluation, each in its own subfolder. A stage is
+    finished when its summary.json is written; --resume skips finished stages and continues PPO from its
+    checkpoint."""
     import time
 
+    from rlhf_lib.checkpoint import find_checkpoint
     from rlhf_lib.lm import load_model
     from rlhf_lib.reward_model import RewardConfig
     from rlhf_lib.rlhf import RLHFConfig
 
-    start, out, stages = time.perf_counter(), Path(args.out), {}
+    reward_cfg, cfg = RewardConfig(seed=args.seed), RLHFConfig(iterations=args.iterations, seed=args.seed)
+    out = check_out(args.out, "pipeline", args.overwrite, args.resume)
+    settings = {k: getattr(args, k) for k in PIPELINE_SETTINGS}
+    if args.resume:
+        saved = json.loads((out / "pipeline.json").read_text()) if (out / "pipeline.json").is_file() else None
+        if saved is None:
+            raise FileNotFoundError(f"--resume: {out} holds no pipeline run (no pipeline.json)")
+        differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} then, {v!r} now" for k, v in settings.items()
+                  if saved.get(k) != v]
+        if differ:
+            raise ValueError(f"--resume: the run in {out} was started with other settings ({'; '.join(differ)})")
+    elif args.overwrite:
+        _remove(*(out / name for name in ("sft", "labels", "reward_model", "ppo", "summary.json", "pipeline.json")))
+    _write_json(out / "pipeline.json", settings)
+    start, stages = time.perf_counter(), {}
     model_name = args.model
     if args.sft:
         from rlhf_lib.sft import SFTConfig, make_demonstrations, save_jsonl, sft
 
-        model, tokenizer = load_model(model_name)
-        demos = make_demonstrations(2000, seed=args.seed)
-        save_jsonl(demos, out / "sft" / "demonstrations.jsonl")
-        result = sft(model, tokenizer, demos, SFTConfig(seed=args.seed))
-        model.save_pretrained(out / "sft")
-        tokenizer.save_pretrained(out / "sft")
-        stages["sft"] = dict(seconds=round(result.seconds, 1), final_loss=result.losses[-1])
+        stages["sft"] = _stage(out / "sft", args.resume)
+        if stages["sft"] is None:
+            model, tokenizer = load_model(model_name)
+            demos = make_demonstrations(2000, seed=args.seed)
+            save_jsonl(demos, out / "sft" / "demonstrations.jsonl")
+            result = sft(model, tokenizer, demos, SFTConfig(seed=args.seed))
+            model.save_pretrained(out / "sft")
+            tokenizer.save_pretrained(out / "sft")
+            stages["sft"] = dict(seconds=round(result.seconds, 1), final_loss=result.losses[-1])
+            _write_summary(out / "sft", stages["sft"])
         model_name = str(out / "sft")
     model, tokenizer = load_model(model_name)
-    stages["labels"] = make_labels(model, tokenizer, out / "labels", args.n_pairs, args.annotator_temperature,
-                                   args.seed, 64, str(model_name or "course model"))
-    stages["reward_model"] = train_reward(out / "reward_model", Path(stages["labels"]["labels"]), model, tokenizer,
-                                          RewardConfig(seed=args.seed), None, args.heldout, args.seed, 64,
-                                          REWARD_POOLING)
-    cfg = RLHFConfig(iterations=args.iterations, seed=args.seed)
-    stages["ppo"] = run_ppo(out / "ppo", model_name, out / "reward_model", cfg, args.eval_samples)
+    stages["labels"] = _stage(out / "labels", args.resume)
+    if stages["labels"] is None:
+        _remove(out / "labels")  # an unfinished stage starts again from nothing
+        stages["labels"] = make_labels(model, tokenizer, out / "labels", args.n_pairs, args.annotator_temperature,
+                                       args.seed, 64, str(model_name or "course model"))
+        _write_summary(out / "labels", stages["labels"])
+    stages["reward_model"] = _stage(out / "reward_model", args.resume)
+    if stages["reward_model"] is None:
+        stages["reward_model"] = train_reward(out / "reward_model", Path(stages["labels"]["labels"]), model,
+                                              tokenizer, reward_cfg, None, args.heldout, args.seed, 64, REWARD_POOLING)
+        _write_summary(out / "reward_model", stages["reward_model"])
+    stages["ppo"] = _stage(out / "ppo", args.resume)
+    if stages["ppo"] is None:
+        resume_ppo = args.resume and find_checkpoint(out / "ppo" / "checkpoint") is not None
+        stages["ppo"] = run_ppo(out / "ppo", model_name, out / "reward_model", cfg, args.eval_samples,
+                                resume=resume_ppo)
+        _write_summary(out / "ppo", stages["ppo"])
     summary = dict(before=stages["ppo"]["before"], after=stages["ppo"]["after"],
                    reward_model_gold_accuracy=stages["reward_model"]["gold_accuracy"], stages=stages,
                    policy=stages["ppo"]["policy"], seconds=round(time.perf_counter() - start, 1))
@@ -250,9 +408,18 @@ def _cuda() -> bool:
 
 
 def _write_summary(out, summary: dict) -> None:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    _write_json(Path(out) / "summary.json", summary)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Written beside, fsynced, renamed: the file is whole or absent (a stage counts as done by its summary)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w") as f:
+        f.write(json.dumps(data, indent=2, default=str))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
 
 
 def main(argv=None):
@@ -263,15 +430,17 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pretrain", help="train the small GPT-2 from scratch on the review language")
     p.add_argument("--out", required=True, type=Path, help="folder for the model, tokenizer and summary.json")
-    p.add_argument("--eval-samples", type=int, default=500, dest="eval_samples")
+    p.add_argument("--eval-samples", type=_count(), default=500, dest="eval_samples")
+    _overwrite(p)
     add_config_options(p, PretrainConfig)
     p.set_defaults(run=cmd_pretrain)
     s = sub.add_parser("sft", help="supervised fine-tuning on positive demonstrations")
     s.add_argument("--out", required=True, type=Path, help="folder for the model and summary.json")
     s.add_argument("--model", default=None, help="model folder or name (default: the course model)")
     s.add_argument("--demonstrations", default=None, type=Path, help="JSONL of {prompt, completion} (default: make them)")
-    s.add_argument("--n-demos", type=int, default=2000, dest="n_demos")
-    s.add_argument("--eval-samples", type=int, default=500, dest="eval_samples")
+    s.add_argument("--n-demos", type=_count(), default=2000, dest="n_demos")
+    s.add_argument("--eval-samples", type=_count(), default=500, dest="eval_samples")
+    _overwrite(s)
     add_config_options(s, SFTConfig)
     s.set_defaults(run=cmd_sft)
     add_feedback_commands(sub)
@@ -289,6 +458,15 @@ def main(argv=None):
     return 0
 
 
+def _overwrite(p):
+    p.add_argument("--overwrite", action="store_true", help="replace this command's outputs in a non-empty --out")
+
+
+def _resume(p):
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out with the same settings (from its last checkpoint)")
+
+
 def add_feedback_commands(sub):
     from rlhf_lib.reward_model import RewardConfig
     from rlhf_lib.rlhf import RLHFConfig
@@ -297,17 +475,18 @@ def add_feedback_commands(sub):
         p.add_argument("--out", required=True, type=Path, help=f"folder for {what} and summary.json")
         p.add_argument("--model", default=None, help="model folder or name that writes the completions "
                        "(default: the course model)")
+        _overwrite(p)
 
     def labelling(p):
-        p.add_argument("--n-pairs", type=int, default=2000, dest="n_pairs", help="pairs to label (default: 2000)")
-        p.add_argument("--annotator-temperature", type=float, default=0.1, dest="annotator_temperature",
+        p.add_argument("--n-pairs", type=_count(), default=2000, dest="n_pairs", help="pairs to label (default: 2000)")
+        p.add_argument("--annotator-temperature", type=_positive, default=0.1, dest="annotator_temperature",
                        help="noise of the simulated annotator (default: 0.1)")
-        p.add_argument("--max-new-tokens", type=int, default=64, dest="max_new_tokens")
+        p.add_argument("--max-new-tokens", type=_count(), default=64, dest="max_new_tokens")
 
     p = sub.add_parser("label", help="pairs of completions labelled by the simulated annotator (JSONL)")
     common(p, "labels.jsonl")
     labelling(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_count(0), default=0)
     p.set_defaults(run=cmd_label)
 
     p = sub.add_parser("reward", help="train and evaluate a reward model")
@@ -315,7 +494,7 @@ def add_feedback_commands(sub):
     labelling(p)
     p.add_argument("--labels", type=Path, default=None, help="JSONL of preference records (default: make them)")
     p.add_argument("--base", default=None, help="backbone (default: the course model)")
-    p.add_argument("--heldout", type=int, default=500, help="fresh pairs to check against gold (default: 500)")
+    p.add_argument("--heldout", type=_count(), default=500, help="fresh pairs to check against gold (default: 500)")
     p.add_argument("--pooling", choices=["last", "sum"], default=REWARD_POOLING,
                    help=f"where the head reads (default: {REWARD_POOLING})")
     add_config_options(p, RewardConfig)
@@ -324,7 +503,8 @@ def add_feedback_commands(sub):
     p = sub.add_parser("ppo", help="PPO-RLHF of a policy against a reward model")
     common(p, "the policy, checkpoints")
     p.add_argument("--reward-model", required=True, type=Path, dest="reward_model", help="a folder from `reward`")
-    p.add_argument("--eval-samples", type=int, default=500, dest="eval_samples")
+    p.add_argument("--eval-samples", type=_count(), default=500, dest="eval_samples")
+    _resume(p)
     p.add_argument("--accelerate", action="store_true",
                    help="run under `accelerate launch` (several processes split the rollouts)")
     add_config_options(p, RLHFConfig)
@@ -333,12 +513,13 @@ def add_feedback_commands(sub):
     p = sub.add_parser("pipeline", help="(SFT,) labels, reward model, PPO and evaluation, end to end")
     common(p, "every stage")
     p.add_argument("--sft", action="store_true", help="start with supervised fine-tuning")
-    p.add_argument("--n-pairs", type=int, default=2000, dest="n_pairs")
-    p.add_argument("--annotator-temperature", type=float, default=0.1, dest="annotator_temperature")
-    p.add_argument("--heldout", type=int, default=500)
-    p.add_argument("--iterations", type=int, default=RLHFConfig.iterations, help="PPO iterations")
-    p.add_argument("--eval-samples", type=int, default=500, dest="eval_samples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-pairs", type=_count(), default=2000, dest="n_pairs")
+    p.add_argument("--annotator-temperature", type=_positive, default=0.1, dest="annotator_temperature")
+    p.add_argument("--heldout", type=_count(), default=500)
+    p.add_argument("--iterations", type=_count(), default=RLHFConfig.iterations, help="PPO iterations")
+    p.add_argument("--eval-samples", type=_count(), default=500, dest="eval_samples")
+    p.add_argument("--seed", type=_count(0), default=0)
+    _resume(p)
     p.set_defaults(run=cmd_pipeline)
 
 

@@ -31,6 +31,8 @@ def load_model(name_or_path: str | os.PathLike | None = None, dtype=torch.float3
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = COURSE_MODEL if name_or_path is None else name_or_path
+    if name_or_path is not None:
+        check_model_source(source, "a causal language model")
     if Path(source).expanduser().is_dir():
         source, local_only = str(Path(source).expanduser()), True
     elif name_or_path is None:
@@ -51,6 +53,62 @@ def load_model(name_or_path: str | os.PathLike | None = None, dtype=torch.float3
     tokenizer.padding_side = "left"
     model.eval()
     return model, tokenizer
+
+
+def looks_like_path(name) -> bool:
+    """True for names a Hub id can never be: absolute, relative with ./ or ~, or more than one slash."""
+    text = str(name)
+    return isinstance(name, os.PathLike) or text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
+
+
+def check_model_source(source, kind: str = "a causal language model") -> None:
+    """Clear errors for what is certainly not `kind`: a missing folder, a file, a folder without config.json,
+    a reward model (sequence classifier) where a causal language model is wanted."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        raise NotADirectoryError(f"{source} is a file, not a model folder")
+    if not path.is_dir():
+        if looks_like_path(source):
+            raise FileNotFoundError(f"no such folder: {source}")
+        return  # a Hub name: the loader says whether it is cached or can be downloaded
+    config = path / "config.json"
+    if not config.is_file():
+        raise OSError(f"{source} is a folder but not a saved causal language model (it has no config.json; "
+                      "save one with model.save_pretrained and tokenizer.save_pretrained)")
+    import json
+
+    try:
+        architectures = json.loads(config.read_text()).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return
+    is_classifier = any(a.endswith("ForSequenceClassification") for a in architectures)
+    if kind == "a causal language model" and is_classifier:
+        raise ValueError(f"{source} holds a reward model (a sequence classifier), not a causal language model: "
+                         "pass it as the reward model (--reward-model, load_reward_model), not as the policy")
+
+
+def context_length(model) -> int | None:
+    """The longest sequence (in tokens) the model can read, from its config (None if it does not say)."""
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(getattr(model, "config", None), name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_fits(model, tokenizer, texts, what: str = "text", extra: int = 0) -> None:
+    """Raise ValueError if a text, plus `extra` tokens (special tokens, tokens still to come), is longer than
+    the model's context, naming the text; checked before any work, instead of an IndexError deep in torch."""
+    limit = context_length(model)
+    if limit is None or not texts:
+        return
+    lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    for i, n in enumerate(lengths):
+        if n + extra > limit:
+            t = texts[i]
+            shown = t if len(t) <= 60 else t[:57] + "..."
+            raise ValueError(f"{what} {i} is {n} tokens long ({len(t)} characters: {shown!r}); with {extra} more "
+                             f"it does not fit the model's context of {limit} tokens")
 
 
 def _download(name: str, dtype):
@@ -177,6 +235,13 @@ def sample(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, tempe
         generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**63)
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = (t.to(device) for t in encode_prompts(tokenizer, prompts))
+    limit = context_length(model)
+    if limit is not None and prompt_ids.shape[1] + max_new_tokens > limit:
+        longest = int(prompt_mask.sum(-1).argmax())
+        raise ValueError(f"prompt {longest} is {prompt_ids.shape[1]} tokens (with the begin token); with "
+                         f"max_new_tokens={max_new_tokens} a text could reach {prompt_ids.shape[1] + max_new_tokens} "
+                         f"tokens, beyond the model's context of {limit}. Shorten the prompt or lower max_new_tokens "
+                         f"(at most {max(0, limit - prompt_ids.shape[1])} here)")
     B, eos, pad = len(prompts), tokenizer.eos_token_id, tokenizer.pad_token_id
     stop_tensor = torch.tensor(stops, device=device)
     mask = prompt_mask

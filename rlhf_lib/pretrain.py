@@ -65,6 +65,10 @@ class PretrainConfig:
                      "batch_size", "steps"):
             check_count(name, getattr(self, name))
         check_positive("lr (the learning rate)", self.lr)
+        check_count("warmup", self.warmup, minimum=1)
+        check_count("n_positions", self.n_positions, minimum=self.block_size)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        check_count("seed", self.seed, minimum=0)
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
 

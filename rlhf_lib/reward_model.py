@@ -25,15 +25,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rlhf_lib.lm import COURSE_MODEL, position_ids_from_mask
+from rlhf_lib.lm import COURSE_MODEL, check_fits, check_model_source, position_ids_from_mask
 from rlhf_lib.runtime import check_count, check_positive
 
 
 POOLINGS = ("last", "sum")
 
 
-def make_reward_model(base: str | Path | None = None, pooling: str = "last"):
+def make_reward_model(base: str | Path | None = None, pooling: str = "last", seed: int | None = None):
     """(reward model, tokenizer): the backbone of a causal LM plus a fresh scalar head ~ N(0, 1/sqrt(d + 1)).
+    The head is drawn from its own generator seeded with `seed` (None: torch's global generator).
 
     pooling="last": the head reads the hidden state of the last real token (the usual reward model).
     pooling="sum": the head scores every token and the reward is the sum over the real tokens; this
@@ -44,6 +45,7 @@ def make_reward_model(base: str | Path | None = None, pooling: str = "last"):
     from transformers.utils import logging
 
     source = str(COURSE_MODEL if base is None else base)
+    check_model_source(source, "a backbone")
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the "newly initialised score head" warning is expected here
     try:
@@ -56,7 +58,8 @@ def make_reward_model(base: str | Path | None = None, pooling: str = "last"):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
-    torch.nn.init.normal_(model.score.weight, std=1.0 / math.sqrt(model.config.n_embd + 1))
+    generator = None if seed is None else torch.Generator().manual_seed(check_count("seed", seed, minimum=0))
+    torch.nn.init.normal_(model.score.weight, std=1.0 / math.sqrt(model.config.n_embd + 1), generator=generator)
     model.config.reward_mean, model.config.reward_std = 0.0, 1.0
     model.config.reward_pooling = pooling
     return model, tokenizer
@@ -116,6 +119,7 @@ def rewards(model, ids, mask) -> torch.Tensor:
 def score_texts(model, tokenizer, texts: list[str], batch_size: int = 64, normalize: bool = True) -> np.ndarray:
     """Rewards of whole texts (prompt + completion), shape (N,)."""
     model.eval()
+    check_fits(model, tokenizer, texts, "text", extra=2)  # the two end-of-text tokens around it
     out = []
     for i in range(0, len(texts), batch_size):
         ids, mask = (t.to(model.device) for t in encode(tokenizer, texts[i : i + batch_size]))
@@ -154,6 +158,8 @@ class RewardConfig:
         check_count("epochs", self.epochs)
         check_count("batch_size", self.batch_size)
         check_positive("lr (the learning rate)", self.lr)
+        check_count("warmup", self.warmup, minimum=1)
+        check_count("seed", self.seed, minimum=0)
 
 
 @dataclass
@@ -182,6 +188,8 @@ def train_reward_model(model, tokenizer, pairs: list[dict], cfg: RewardConfig | 
     model.train()
     bar = tqdm(total=total, desc="reward model", disable=not progress)
     lengths = [len(tokenizer(p["prompt"] + max(p["chosen"], p["rejected"], key=len))["input_ids"]) for p in pairs]
+    check_fits(model, tokenizer, [p["prompt"] + p[k] for p in pairs for k in ("chosen", "rejected")],
+               "text of pair half", extra=2)
     for _ in range(cfg.epochs):
         for indices in _batches(lengths, cfg.batch_size, steps_per_epoch, cfg.group_by_length, gen):
             batch = [pairs[i] for i in indices]

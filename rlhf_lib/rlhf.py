@@ -31,10 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlhf_lib.checkpoint import load_checkpoint, save_checkpoint
 from rlhf_lib.lm import Samples, position_ids_from_mask, response_logits, sample, token_kl
 from rlhf_lib.ppo import approx_kl, clip_fraction, clipped_surrogate, entropy_from_logits, explained_variance, gae, \
     masked_mean, value_loss, whiten
-from rlhf_lib.runtime import check_count, check_positive, check_probability
+from rlhf_lib.runtime import check_count, check_finite_fields, check_optional_positive, check_positive, \
+    check_probability
 
 
 @dataclass
@@ -83,6 +85,11 @@ class RLHFConfig:
     """seeds sampling, minibatch order and the value head"""
 
     def __post_init__(self):
+        check_finite_fields(self)
+        check_optional_positive("value_clip_eps", self.value_clip_eps)
+        check_optional_positive("unfinished_penalty", self.unfinished_penalty, allow_zero=True)
+        check_count("forced_min_tokens", self.forced_min_tokens, minimum=0)
+        check_count("seed", self.seed, minimum=0)
         for name in ("iterations", "batch_size", "max_new_tokens", "epochs", "minibatches", "kl_horizon"):
             check_count(name, getattr(self, name))
         for name in ("temperature", "lr", "adam_eps", "clip_eps", "vf_coef", "max_grad_norm"):
@@ -228,7 +235,7 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
     if resume:
         if checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir to resume from")
-        state = load_checkpoint(checkpoint_dir, model, opt, rank)
+        state = load_checkpoint(checkpoint_dir, model, opt, rank, config=cfg, world=world)
         sampler.set_state(state["sampler"])
         shuffler.set_state(state["shuffler"])
         beta, start_iteration = state["beta"], state["iteration"]
@@ -363,38 +370,3 @@ def evaluate_policy(policy, reference, tokenizer, reward_model=None, reward_toke
         report["reward"] = float(score_texts(reward_model, reward_tokenizer, texts).mean())
     report["examples"] = texts[:8]
     return report
-
-
-# ---- checkpoints
-
-
-def save_checkpoint(folder, model: PolicyWithValue, opt, rank: int, state: dict, accelerator=None) -> None:
-    """Policy (loadable with AutoModelForCausalLM.from_pretrained), value head, optimizer and the
-    random-number states, so that a resumed run continues with the same numbers."""
-    folder = Path(folder)
-    if accelerator:
-        accelerator.wait_for_everyone()
-    if rank == 0:
-        model.lm.save_pretrained(folder / "policy")
-        torch.save({"value_head": model.value_head.state_dict(), "optimizer": opt.state_dict(),
-                    "state": {k: v for k, v in state.items() if k not in ("sampler",)}}, folder / "trainer.pt")
-        (folder / "history.json").write_text(json.dumps(state["history"], indent=1))
-    torch.save(state["sampler"], folder / f"sampler-{rank}.pt")  # each process samples its own stream
-    if accelerator:
-        accelerator.wait_for_everyone()
-
-
-def load_checkpoint(folder, model: PolicyWithValue, opt, rank: int) -> dict:
-    from transformers import AutoModelForCausalLM
-
-    folder = Path(folder)
-    if not (folder / "trainer.pt").is_file():
-        raise FileNotFoundError(f"no checkpoint to resume in {folder} (expected trainer.pt there)")
-    saved = AutoModelForCausalLM.from_pretrained(folder / "policy", local_files_only=True)
-    model.lm.load_state_dict(saved.state_dict())
-    blob = torch.load(folder / "trainer.pt", weights_only=False)
-    model.value_head.load_state_dict(blob["value_head"])
-    opt.load_state_dict(blob["optimizer"])
-    state = dict(blob["state"])
-    state["sampler"] = torch.load(folder / f"sampler-{rank}.pt", weights_only=False)
-    return state

@@ -66,6 +66,21 @@ def check_count(name: str, value: int, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_optional_positive(name: str, value, allow_zero: bool = False):
+    """None, or a number > 0 (>= 0 with allow_zero): for settings where None switches a feature off."""
+    return None if value is None else check_positive(f"{name} (or None to switch it off)", value, allow_zero)
+
+
+def check_finite_fields(config) -> None:
+    """Raise ValueError naming the first field of a dataclass that holds NaN or an infinity."""
+    from dataclasses import fields
+
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number, got {value!r}")
+
+
 def _is_real(value) -> bool:
     return (
         isinstance(value, (int, float, np.integer, np.floating))

@@ -96,6 +96,8 @@ class SFTConfig:
         check_count("epochs", self.epochs)
         check_count("batch_size", self.batch_size)
         check_positive("lr (the learning rate)", self.lr)
+        check_count("warmup", self.warmup, minimum=1)
+        check_count("seed", self.seed, minimum=0)
 
 
 @dataclass
@@ -137,6 +139,9 @@ def sft(model, tokenizer, demonstrations, cfg: SFTConfig | None = None, progress
     demos = [{"prompt": d["prompt"], "completion": d["completion"]} for d in demonstrations]
     if not demos:
         raise ValueError("no demonstrations to train on")
+    from rlhf_lib.lm import check_fits
+
+    check_fits(model, tokenizer, [d["prompt"] + d["completion"] for d in demos], "demonstration", extra=2)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # dropout draws from the global generator
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)

@@ -89,15 +89,194 @@ def test_ppo_under_accelerate_with_two_processes(tmp_path):
     assert summary["processes"] == 2 and summary["last_iteration"]["iteration"] == 3
     assert summary["last_iteration"]["weight_checksum_spread"] == 0.0
     AutoModelForCausalLM.from_pretrained(out / "policy")
+    manifest = json.loads((out / "checkpoint" / "manifest.json").read_text())  # one sampler file a process
+    assert manifest["processes"] == 2 and {"sampler-0.pt", "sampler-1.pt"} <= set(manifest["files"])
 
 
-def test_pipeline_end_to_end_on_a_tiny_budget(tmp_path):
+def test_pipeline_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     out = tmp_path / "run"
-    p = run("pipeline", "--out", str(out), "--n-pairs", "48", "--heldout", "16", "--iterations", "2",
-            "--eval-samples", "16")
+    args = ("--n-pairs", "48", "--heldout", "16", "--iterations", "2", "--eval-samples", "16")
+    p = run("pipeline", "--out", str(out), *args)
     assert p.returncode == 0, p.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert {"before", "after", "reward_model_gold_accuracy", "seconds"} <= set(summary)
     assert set(summary["stages"]) == {"labels", "reward_model", "ppo"}
     assert f"saved to {out}" in p.stdout and str(out / "ppo" / "policy") in p.stdout
     AutoModelForCausalLM.from_pretrained(summary["policy"])
+
+    # as if the run had died during PPO: the finished stages are kept, PPO continues from its checkpoint
+    (out / "summary.json").unlink()
+    (out / "ppo" / "summary.json").unlink()
+    finished = {p: p.stat().st_mtime_ns for p in (out / "labels" / "labels.jsonl", out / "reward_model" / "model.safetensors")}
+    code, err = main_in_process(capsys, "pipeline", "--out", out, *args)
+    assert code == 2 and "--resume" in err
+    code, err = main_in_process(capsys, "pipeline", "--out", out, *args[:1], "50", *args[2:], "--resume")
+    assert code == 2 and "--n-pairs 48 then, 50 now" in err
+    code, err = main_in_process(capsys, "pipeline", "--out", out, *args, "--resume")
+    assert code == 0, err
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not made again
+    resumed = json.loads((out / "summary.json").read_text())
+    strip = lambda h: {k: v for k, v in h.items() if k != "seconds"}
+    assert strip(resumed["stages"]["ppo"]["last_iteration"]) == strip(summary["stages"]["ppo"]["last_iteration"])
+    assert resumed["after"] == summary["after"]
+
+
+# ---- nothing lost, nothing silently wrong (in-process where no process needs to die: faster)
+
+REWARD = ROOT / "assets" / "reward_model"
+
+
+def main_in_process(capsys, *args):
+    """(exit code, stderr) of `python -m rlhf_lib ARGS` run in this process."""
+    import pytest
+
+    from rlhf_lib.__main__ import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as stop:  # argparse refuses an option this way
+        code = stop.code
+    return code, capsys.readouterr().err
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("args,message", [
+    (("reward", "--warmup", "0"), "warmup must be an integer >= 1"),
+    (("reward", "--warmup", "-5"), "warmup must be an integer >= 1"),
+    (("reward", "--lr", "nan"), "--lr: must be a finite number"),
+    (("reward", "--heldout", "0"), "--heldout: must be at least 1"),
+    (("reward", "--annotator-temperature", "inf"), "--annotator-temperature: must be a finite number > 0"),
+    (("label", "--n-pairs", "0"), "--n-pairs: must be at least 1"),
+    (("ppo", "--reward-model", REWARD, "--eval-samples", "0"), "--eval-samples: must be at least 1"),
+    (("ppo", "--reward-model", REWARD, "--unfinished-penalty", "nan"), "--unfinished-penalty: must be a finite"),
+    (("ppo", "--reward-model", REWARD, "--value-clip-eps", "nan"), "--value-clip-eps: must be a finite"),
+    (("ppo", "--reward-model", REWARD, "--value-clip-eps", "-1"), "value_clip_eps (or None to switch it off)"),
+    (("ppo", "--reward-model", REWARD, "--max-new-tokens", "300"), "--max-new-tokens 300 is too long"),
+    (("pipeline", "--iterations", "0"), "--iterations: must be at least 1"),
+    (("sft", "--warmup", "0"), "warmup must be an integer >= 1"),
+])
+def test_bad_options_are_refused_before_any_work(tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    code, err = main_in_process(capsys, args[0], "--out", out, *args[1:])
+    assert code == 2 and message in err, err
+    assert not out.exists()  # nothing half-made that would block the rerun
+
+
+def test_library_settings_reject_nan_and_nonsense():
+    import math
+
+    from rlhf_lib.reward_model import RewardConfig
+    from rlhf_lib.rlhf import RLHFConfig
+
+    for kw, name in [(dict(unfinished_penalty=math.nan), "unfinished_penalty"), (dict(value_clip_eps=math.nan),
+                     "value_clip_eps"), (dict(kl_coef=math.inf), "kl_coef"), (dict(forced_min_tokens=-1),
+                     "forced_min_tokens")]:
+        with pytest.raises(ValueError, match=name):
+            RLHFConfig(**kw)
+    for warmup in (0, -3, math.nan):
+        with pytest.raises(ValueError, match="warmup"):
+            RewardConfig(warmup=warmup)
+
+
+def test_outputs_are_never_replaced_silently(tmp_path, capsys):
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "summary.json").write_text("{}")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("mine")
+    cases = [
+        (("reward", "--out", used), "already exists and is not empty; choose another folder, add --overwrite"),
+        (("ppo", "--out", used, "--reward-model", REWARD), "or --resume to continue it"),
+        (("label", "--out", used), "already exists and is not empty"),
+        (("sft", "--out", ROOT / "assets" / "model"), "inside assets/"),
+        (("label", "--out", ROOT / "assets" / "reward_model"), "inside assets/"),
+        (("ppo", "--out", ROOT / "assets" / "ppo", "--reward-model", REWARD), "inside assets/"),
+        (("pretrain", "--out", ROOT / "assets" / "model"), "already exists and is not empty"),
+        (("label", "--out", a_file), "is a file, not a folder"),
+        (("ppo", "--out", tmp_path / "never-ran", "--reward-model", REWARD, "--resume"), "no run to continue"),
+    ]
+    for args, message in cases:
+        code, err = main_in_process(capsys, *args)
+        assert code == 2 and message in err, (args, err)
+    assert (used / "summary.json").read_text() == "{}" and a_file.read_text() == "mine"
+    assert not (ROOT / "assets" / "ppo").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (("reward", "--base", "no/such/folder"), "no such folder: no/such/folder"),
+    (("reward", "--base", "{empty}"), "is a folder but not a saved causal language model (it has no config.json"),
+    (("sft", "--model", REWARD), "holds a reward model (a sequence classifier), not a causal language model"),
+])
+def test_unclear_inputs_get_clear_messages(tmp_path, capsys, args, message):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = [str(a).replace("{empty}", str(empty)) for a in args]
+    code, err = main_in_process(capsys, args[0], "--out", tmp_path / "out", *args[1:])
+    assert code == 2 and message in err and "sentencepiece" not in err and "Repo id" not in err, err
+
+
+def test_last_epoch_mean_by_hand():
+    from rlhf_lib.__main__ import last_epoch_mean
+
+    # 10 pairs in batches of 4: 2 steps an epoch; 3 epochs
+    assert last_epoch_mean([0.0, 0.0, 0.5, 0.5, 1.0, 0.5], n_pairs=10, batch_size=4) == 0.75
+    assert last_epoch_mean([0.25, 1.0], n_pairs=3, batch_size=8) == 1.0  # fewer pairs than a batch: 1 step
+
+
+def test_reward_same_seed_same_weights_from_the_command_line(tmp_path, capsys):
+    """The head must not depend on whatever ran before in the process: two runs, identical weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    code, err = main_in_process(capsys, "label", "--out", tmp_path / "labels", "--n-pairs", "40",
+                                "--max-new-tokens", "24")
+    assert code == 0, err
+    summaries, weights = [], []
+    for k in range(2):
+        torch.rand(17 + k)  # the global generator is somewhere else each time
+        out = tmp_path / f"rm{k}"
+        code, err = main_in_process(capsys, "reward", "--out", out, "--labels", tmp_path / "labels" / "labels.jsonl",
+                                    "--epochs", "2", "--batch-size", "8", "--heldout", "16", "--max-new-tokens", "24")
+        assert code == 0, err
+        summaries.append(json.loads((out / "summary.json").read_text()))
+        weights.append(load_file(out / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
+    strip = lambda s: {k: v for k, v in s.items() if k not in ("seconds",)}
+    assert strip(summaries[0]) != {} and strip(summaries[0])["gold_accuracy"] == strip(summaries[1])["gold_accuracy"]
+    steps = summaries[0]["n_train_pairs"] // 8
+    assert summaries[0]["train_accuracy_last_epoch"] * 8 * steps == pytest.approx(
+        round(summaries[0]["train_accuracy_last_epoch"] * 8 * steps))  # a mean of steps x 8 pairs, not a sum / 10
+
+
+def test_ppo_killed_then_resumed_matches_an_uninterrupted_run(tmp_path, capsys):
+    import signal
+    import time
+
+    common = ["--reward-model", REWARD, "--iterations", "3", "--batch-size", "8", "--minibatches", "2",
+              "--max-new-tokens", "16", "--eval-samples", "8"]
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    code, err = main_in_process(capsys, "ppo", "--out", straight, *common)
+    assert code == 0, err
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf_lib", "ppo", "--out", str(cut), *map(str, common)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = cut / "checkpoint" / "manifest.json"
+    deadline = time.time() + 300
+    while not (manifest.exists() and json.loads(manifest.read_text())["iteration"] >= 1) and time.time() < deadline:
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "summary.json").exists()
+    code, err = main_in_process(capsys, "ppo", "--out", cut, *common)
+    assert code == 2 and "--resume" in err  # the same command again does not overwrite the checkpoint
+    code, err = main_in_process(capsys, "ppo", "--out", cut, *common[:3], "4", *common[4:], "--resume")
+    assert code == 2 and "iterations: 3 in the checkpoint, 4 now" in err
+    code, err = main_in_process(capsys, "ppo", "--out", cut, *common, "--resume")
+    assert code == 0, err
+    a, b = (json.loads((d / "summary.json").read_text())["last_iteration"] for d in (straight, cut))
+    strip = lambda h: {k: v for k, v in h.items() if k != "seconds"}
+    assert strip(a) == strip(b)

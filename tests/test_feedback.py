@@ -2,16 +2,17 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rlhf_lib.evaluate import gold_sentiment
 from rlhf_lib.feedback import (
-    PreferenceRecord, ScoreJudge, SimulatedAnnotator, append_record, gold_preference, label_pairs, load_preferences,
-    read_records, to_pairs, undo_last,
+    PreferenceRecord, ScoreJudge, SimulatedAnnotator, TornTailError, append_record, gold_preference, label_pairs,
+    load_preferences, read_records, remove_record, repair_torn_tail, to_pairs,
 )
-from rlhf_lib.widgets import Labeler
+from rlhf_lib.widgets import DEFAULT_LABELS, Labeler
 
 PAIRS = [("The plot was", " superb.", " awful."), ("I expected", " more.", " a lovely drama, and it was great."),
          ("Overall,", " it was dull.", " it was fine."), ("The music was", " lovely.", " loud.")]
@@ -68,8 +69,10 @@ def test_undo_removes_exactly_the_last_line(tmp_path):
     path = tmp_path / "labels.jsonl"
     append_record(path, PreferenceRecord(*PAIRS[0], "a", "you"))
     before = path.read_bytes()
-    offset = append_record(path, PreferenceRecord(*PAIRS[1], "b", "you"))
-    undo_last(path, offset)
+    record_id = append_record(path, PreferenceRecord(*PAIRS[1], "b", "you"))
+    assert remove_record(path, record_id)
+    assert path.read_bytes() == before
+    assert not remove_record(path, record_id)  # gone: a second removal changes nothing
     assert path.read_bytes() == before
 
 
@@ -139,3 +142,138 @@ def test_labeler_keyboard_box(tmp_path):
     lab.keys.value = "s"
     assert [r["choice"] for r in read_records(path)] == ["a", "skip"] and lab.keys.value == ""
     assert lab.queue[0] == PAIRS[2]
+
+
+# ---- nothing lost, nothing silently wrong
+
+
+def choices_by_annotator(path):
+    return [(r["annotator"], r["choice"]) for r in read_records(path, allow_empty=True)]
+
+
+def test_undo_never_touches_another_labelers_records(tmp_path):
+    """Two labelers on one file (two tabs, or two learners on a shared folder)."""
+    path = tmp_path / "shared.jsonl"
+    alice, bob = Labeler(path, PAIRS, annotator="alice"), Labeler(path, PAIRS, annotator="bob")
+    alice.choose("a")
+    alice.choose("b")
+    for c in ("a", "tie", "skip"):
+        bob.choose(c)
+    alice.undo()  # takes back alice's "b", and only that
+    assert choices_by_annotator(path) == [("alice", "a"), ("bob", "a"), ("bob", "tie"), ("bob", "skip")]
+    bob.undo()
+    assert choices_by_annotator(path) == [("alice", "a"), ("bob", "a"), ("bob", "tie")]
+    assert b"\0" not in path.read_bytes()
+    alice.choose("tie")  # the pair alice took back, judged again
+    assert choices_by_annotator(path)[-1] == ("alice", "tie") and alice.queue[0] == PAIRS[2]
+
+
+def test_a_last_record_without_end_of_line_is_kept_whole(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    append_record(path, PreferenceRecord(*PAIRS[0], "a", "you"))
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # as an editor that drops the final newline leaves it
+    assert len(read_records(path)) == 1
+    append_record(path, PreferenceRecord(*PAIRS[1], "b", "you"))
+    assert [r["choice"] for r in read_records(path)] == ["a", "b"]
+    assert path.read_bytes().count(b"\n") == 2
+
+
+def test_a_cut_off_last_line_is_reported_then_repaired(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    for p, c in zip(PAIRS[:3], "aba"):
+        append_record(path, PreferenceRecord(*p, c, "you"))
+    whole = path.read_bytes()
+    cut = len(whole) - 40  # a crash in the middle of the third record
+    path.write_bytes(whole[:cut])
+    with pytest.raises(TornTailError, match=r"line 3: the last line is cut off.*repair_torn_tail"):
+        read_records(path)
+    with pytest.raises(TornTailError):  # an append would bury the cut line inside the file: refused
+        append_record(path, PreferenceRecord(*PAIRS[3], "a", "you"))
+    assert path.read_bytes() == whole[:cut]
+    with pytest.warns(UserWarning, match="cut off"):
+        side = repair_torn_tail(path)
+    start = whole[:cut].rfind(b"\n") + 1
+    assert side.read_bytes() == whole[start:cut] + b"\n"  # the torn bytes are kept aside, not lost
+    assert [r["choice"] for r in read_records(path)] == ["a", "b"]
+    assert repair_torn_tail(path) is None  # nothing more to repair
+
+
+def test_the_labeler_opens_a_file_cut_off_by_a_crash(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    for p in PAIRS[:2]:
+        append_record(path, PreferenceRecord(*p, "a", "you"))
+    path.write_bytes(path.read_bytes()[:-25])
+    with pytest.warns(UserWarning):
+        lab = Labeler(path, PAIRS)
+    assert "cut off" in lab.message.value and (tmp_path / "labels.jsonl.torn").exists()
+    assert lab.queue == [tuple(p) for p in PAIRS[1:]]  # the cut record's pair comes back
+    lab.choose("b")
+    assert [r["choice"] for r in read_records(path)] == ["a", "b"]
+
+
+def test_a_pair_with_identical_completions_is_left_out(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    same = ("The plot was", " good.", " good.")
+    lab = Labeler(path, [PAIRS[0], same, PAIRS[1]])
+    assert "identical" in lab.message.value and lab.total == 2
+    for c in ("a", "b"):
+        lab.choose(c)
+    assert [(r["completion_a"], r["choice"]) for r in read_records(path)] == [(PAIRS[0][1], "a"), (PAIRS[1][1], "b")]
+    assert lab.buttons["a"].disabled  # done: every real pair judged
+
+
+def test_an_error_in_a_click_is_shown_in_the_widget(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    lab = Labeler(path, PAIRS)
+    path.mkdir()  # the file became a folder: the append must fail, and say so on screen
+    lab.choose("a")
+    assert "Not saved" in lab.message.value and "folder" in lab.message.value
+    assert lab.queue[0] == PAIRS[0]  # nothing counted as saved
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\n", r"line 1: not UTF-8 text \(byte 0x89"),
+    ("caf\u00e9\n".encode("latin-1"), r"line 1: not UTF-8 text \(byte 0xe9 at column 4"),
+])
+def test_a_file_that_is_not_utf8_names_the_file_and_line(tmp_path, content, message):
+    path = tmp_path / "labels.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as err:
+        read_records(path)
+    assert str(path) in str(err.value)
+
+
+def test_a_cut_emoji_on_the_last_line_is_a_torn_write_and_a_bom_is_accepted(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    good = json.dumps(vars(PreferenceRecord("The plot was", " \U0001f600 good.", " bad.", "a", "you")),
+                      ensure_ascii=False).encode()
+    path.write_bytes(b"\xef\xbb\xbf" + good + b"\n" + good[: good.index("\U0001f600".encode()) + 2])
+    with pytest.raises(TornTailError, match="line 2"):
+        read_records(path)
+    path.write_bytes(b"\xef\xbb\xbf" + good + b"\n")  # a byte-order mark, as some Windows editors write
+    assert read_records(path)[0]["completion_a"] == " \U0001f600 good."
+
+
+def test_records_without_id_still_load(tmp_path):
+    path = tmp_path / "old.jsonl"
+    old = dict(prompt="x", completion_a=" a", completion_b=" b", choice="a", annotator="u", time="t", model="m")
+    path.write_text(json.dumps(old) + "\n")
+    assert read_records(path) == [old]
+    append_record(path, PreferenceRecord(*PAIRS[0], "b", "you"))
+    records = read_records(path)
+    assert "id" not in records[0] and len(records[1]["id"]) == 32
+
+
+def test_a_folder_is_not_a_preference_file(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a folder.*my_labels.jsonl"):
+        Labeler(tmp_path, PAIRS)
+
+
+def test_the_default_labels_file_is_stable_and_ignored_by_git():
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    assert DEFAULT_LABELS == root / "labels" / "my_labels.jsonl"
+    assert Labeler(pairs=PAIRS).path == DEFAULT_LABELS  # the same file after a restart: the labeler resumes
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(DEFAULT_LABELS)], cwd=root)
+    assert ignored.returncode == 0, "labels/ must be in .gitignore"
