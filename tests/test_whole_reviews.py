@@ -47,15 +47,16 @@ def test_review_starts_mix_the_three_kinds_in_proportion():
 
 def test_label_groups_judges_every_pair_once():
     judge = ScoreJudge(lambda texts: gold_sentiment(texts), name="gold")
-    groups = [("The plot was", [" great.", " awful.", " dull.", " great."]), ("", ["I loved it.", "Fine."])]
+    groups = [("The plot was", [" great.", " awful.", " dull.", " fine. I loved the music.", " great."]),
+              ("", ["I loved it.", "Fine.", "The ending was weak."])]
     labelled = label_groups(judge, groups)
     for (prompt, cs), pairs in zip(groups, labelled):
-        expected = set()
+        expected = []
         for a, b in itertools.combinations(cs, 2):
             s_a, s_b = gold_sentiment([prompt + a, prompt + b])
-            if s_a != s_b:
-                expected.add((a, b) if s_a > s_b else (b, a))
-        assert {(p["chosen"], p["rejected"]) for p in pairs} == expected
+            if a != b and s_a != s_b:
+                expected.append((a, b) if s_a > s_b else (b, a))
+        assert sorted((p["chosen"], p["rejected"]) for p in pairs) == sorted(expected)
         assert all(p["prompt"] == prompt for p in pairs)
 
 
