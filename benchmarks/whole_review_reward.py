@@ -1,7 +1,8 @@
 """Reward models for WHOLE reviews: what it takes to agree with the gold taste on 90% of held-out pairs.
 
     python benchmarks/whole_review_pool.py heldout 1000 2   # the held-out pairs (cached in runs/whole_reviews)
-    python benchmarks/whole_review_pool.py train 4000 4     # the training reviews: groups of 4 per start
+    python benchmarks/whole_review_pool.py train 1000 4     # the training reviews: groups of 4 per start
+    python benchmarks/whole_review_features.py             # frozen hidden states (for the "frozen" options)
     python benchmarks/whole_review_reward.py [OPTION ...]   # train and measure; writes results/whole_review_reward.json
 
 Reviews are sampled from the shipped course model to end-of-text, from starts drawn by
