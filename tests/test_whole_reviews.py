@@ -1,0 +1,135 @@
+"""Whole reviews: the starts come from the language in the asked proportions, group labelling judges every
+pair, the group trainer's loss equals a pair-by-pair recomputation, the mean head matches an unpadded
+forward pass, and gold agreement equals `pair_accuracy`'s."""
+
+import itertools
+from collections import Counter
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rlhf_lib.evaluate import gold_sentiment
+from rlhf_lib.feedback import ScoreJudge
+from rlhf_lib.reviews import PROMPTS, generate_reviews, is_grammatical
+from rlhf_lib.reward_model import RewardConfig, encode, make_reward_model, pair_accuracy
+from rlhf_lib.whole_reviews import (
+    gold_agreement, label_groups, language_openings, pooled_rewards, review_starts, sample_whole_pairs,
+    train_on_groups,
+)
+
+
+def test_language_openings_begin_real_reviews():
+    openings = language_openings(200, seed=3)
+    assert openings == language_openings(200, seed=3)
+    first_sentences = {r.split(".")[0].split("!")[0] for r in generate_reviews(20000, seed=11)}
+    for o in openings:
+        words = o.replace(",", " ,").split()
+        assert 1 <= len(words) <= 3
+        # some review of an independent sample starts with these words and goes on
+        assert any(s.startswith(o) and len(s) > len(o) for s in first_sentences), o
+
+
+def test_review_starts_mix_the_three_kinds_in_proportion():
+    starts = review_starts(3000, seed=0, weights=(1, 2, 1))
+    kinds = Counter("empty" if s == "" else "course" if s in PROMPTS else "other" for s in starts)
+    # openings of the language coincide with a course prompt now and then ("The plot was"), so "other" < 1/2
+    assert abs(kinds["empty"] / 3000 - 0.25) < 0.03
+    assert 0.35 < kinds["other"] / 3000 < 0.5 and kinds["course"] / 3000 > 0.25
+    assert set(review_starts(50, seed=1, weights=(1, 0, 0))) <= set(PROMPTS)
+    assert review_starts(20, seed=1, weights=(0, 0, 1)) == [""] * 20
+    assert review_starts(100, seed=5) == review_starts(100, seed=5)
+    with pytest.raises(ValueError, match="weights"):
+        review_starts(10, weights=(1, -1, 1))
+    with pytest.raises(ValueError, match="weights"):
+        review_starts(10, weights=(1, 1))
+
+
+def test_label_groups_judges_every_pair_once():
+    judge = ScoreJudge(lambda texts: gold_sentiment(texts), name="gold")
+    groups = [("The plot was", [" great.", " awful.", " dull.", " fine. I loved the music.", " great."]),
+              ("", ["I loved it.", "Fine.", "The ending was weak."])]
+    labelled = label_groups(judge, groups)
+    for (prompt, cs), pairs in zip(groups, labelled):
+        expected = []
+        for a, b in itertools.combinations(cs, 2):
+            s_a, s_b = gold_sentiment([prompt + a, prompt + b])
+            if a != b and s_a != s_b:
+                expected.append((a, b) if s_a > s_b else (b, a))
+        assert sorted((p["chosen"], p["rejected"]) for p in pairs) == sorted(expected)
+        assert all(p["prompt"] == prompt for p in pairs)
+
+
+@pytest.fixture
+def rm_no_dropout():
+    torch.manual_seed(0)
+    model, tok = make_reward_model()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    return model, tok
+
+
+@pytest.mark.parametrize("pooling", ["last", "sum", "mean"])
+def test_group_step_loss_equals_pair_by_pair(rm_no_dropout, pooling):
+    model, tok = rm_no_dropout
+    model.config.reward_pooling = pooling
+    groups = [[dict(prompt="The plot was", chosen=" great.", rejected=" dull."),
+               dict(prompt="The plot was", chosen=" great.", rejected=" awful. I hated the music."),
+               dict(prompt="The plot was", chosen=" dull.", rejected=" awful. I hated the music.")],
+              [dict(prompt="", chosen="What a lovely film!", rejected="The ending was weak.")]]
+    pairs = [p for g in groups for p in g]
+
+    def alone(text):  # one unpadded text through the whole model, pooled by hand
+        ids, mask = encode(tok, [text])
+        hidden = model.transformer(input_ids=ids).last_hidden_state[0]  # (T, d)
+        scores = model.score(hidden).squeeze(-1)  # (T,)
+        return {"last": scores[-1], "sum": scores.sum(), "mean": scores.mean()}[pooling]
+
+    with torch.no_grad():
+        expected = torch.stack([-F.logsigmoid(alone(p["prompt"] + p["chosen"]) - alone(p["prompt"] + p["rejected"]))
+                                for p in pairs]).mean()
+    result = train_on_groups(model, tok, groups, RewardConfig(epochs=1, lr=1e-4), groups_per_batch=2, progress=False)
+    assert len(result.losses) == 1
+    assert result.losses[0] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_mean_pooling_ignores_padding(rm_no_dropout):
+    model, tok = rm_no_dropout
+    model.config.reward_pooling = "mean"
+    texts = ["The plot was good.", "I expected more. The music was dull, but the ending was lovely."]
+    with torch.no_grad():
+        left = pooled_rewards(model, *encode(tok, texts, "left"))
+        right = pooled_rewards(model, *encode(tok, texts, "right"))
+        one = torch.cat([pooled_rewards(model, *encode(tok, [t])) for t in texts])
+    torch.testing.assert_close(left, one, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(right, one, rtol=1e-5, atol=1e-5)
+
+
+def test_gold_agreement_equals_pair_accuracy(rm_no_dropout):
+    model, tok = rm_no_dropout
+    reviews = generate_reviews(120, seed=2)
+    pairs = [("", a, b) for a, b in zip(reviews[::2], reviews[1::2]) if a != b]
+    ours = gold_agreement(model, tok, pairs)
+    theirs = pair_accuracy(model, tok, [dict(prompt=p, chosen=a, rejected=b) for p, a, b in pairs])
+    assert ours["gold_accuracy"] == pytest.approx(theirs["gold_accuracy"])
+    assert ours["n_decided"] == theirs["n_gold_decided"]
+    assert sum(n for n, _ in ours["by_gap"].values()) == ours["n_decided"]
+
+
+def test_sample_whole_pairs_are_whole_and_follow_their_starts():
+    from rlhf_lib.lm import load_model
+
+    model, tok = load_model()
+    starts = ["The plot was", "", "Mara Voss gave"]
+    same = sample_whole_pairs(model, tok, 6, starts=starts, seed=0, batch_size=8)
+    assert same == sample_whole_pairs(model, tok, 6, starts=starts, seed=0, batch_size=8)
+    assert len(same) == 6 and all(p in starts and a != b for p, a, b in same)
+    assert sum(is_grammatical(p + a) and is_grammatical(p + b) for p, a, b in same) >= 4  # whole reviews end well
+    mixed = sample_whole_pairs(model, tok, 6, starts=starts, same_start=False, seed=0, batch_size=8)
+    assert all(p == "" and a != b for p, a, b in mixed)
+    # reviews cut off by the token limit are dropped: with 6 new tokens, only short reviews remain
+    short = sample_whole_pairs(model, tok, 2, starts=["Overall,"], seed=0, batch_size=32, max_new_tokens=6)
+    assert all(len(tok(a)["input_ids"]) <= 5 and len(tok(b)["input_ids"]) <= 5 for _, a, b in short)
+    with pytest.raises(ValueError, match="starts"):
+        sample_whole_pairs(model, tok, 2, starts=[])
