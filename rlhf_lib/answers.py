@@ -155,11 +155,13 @@ ANSWERS: dict[str, tuple[str, str]] = {
         "What changes in the KL and clip-fraction panels, and why?",
         """
         Fixed coefficient. With beta fixed at 0.2 nothing steers the KL toward the 3-nat budget: the KL
-        settles where the reward's gain per nat balances beta. Early on the reward model pays well and
-        the KL climbs past the budget; the adaptive controller would then raise beta (by up to 20% per
-        2,000 responses) and pull it back, and lower beta again when there is budget left. With a fixed
-        beta the KL curve just follows the optimisation, so it can end above or below the budget; the
-        beta panel is flat.
+        goes wherever the reward's gain per nat of drift balances beta (the optimum of notebook 08's
+        objective, pi* proportional to pi_ref * exp(r / beta), has a KL set by beta alone). The adaptive
+        controller instead raises beta (by up to 20% per 2,000 responses) when the KL is over budget and
+        lowers it when there is budget left, so its KL curve bends toward the target. With a fixed beta
+        the KL curve just follows the optimisation and can end above or below the budget. The clip
+        fraction and approx_kl of each update change little: they measure the step size of PPO, which
+        beta does not set.
 
         adam_eps=1e-8. Adam's step for one weight is lr * m / (sqrt(v) + eps), with m and v running
         averages of the gradient and its square. Where a weight's gradient is much smaller than eps, the
