@@ -421,3 +421,30 @@ def sample_pairs(model, tokenizer, n: int, prompts=None, temperature: float = 1.
             if a != b and len(out) < n:
                 out.append((p, a, b))
     return out
+
+
+# ---- agreement between annotators
+
+
+def cohens_kappa(x, y) -> float:
+    """Cohen's kappa of two annotators' labels of the same items: agreement corrected for chance,
+    kappa = (p_o - p_e) / (1 - p_e), with p_o the share of items labelled alike and p_e the agreement
+    expected if each annotator kept their own label frequencies but labelled independently of the item.
+    1 is perfect agreement, 0 is chance, below 0 is worse than chance. Labels may be any hashable values
+    (ratings 1-5, choices "a"/"b")."""
+    x, y = list(x), list(y)
+    if len(x) != len(y):
+        raise ValueError(f"the two annotators labelled {len(x)} and {len(y)} items; kappa needs the same items")
+    if not x:
+        raise ValueError("no items to compare")
+    n = len(x)
+    p_o = sum(u == v for u, v in zip(x, y)) / n
+    p_e = sum((x.count(c) / n) * (y.count(c) / n) for c in set(x) | set(y))
+    if p_e == 1.0:  # both gave one and the same label throughout: agreement is certain, kappa undefined
+        return float("nan")
+    return (p_o - p_e) / (1.0 - p_e)
+
+
+def order_from_ratings(rating_a, rating_b) -> str:
+    """The ranking two ratings imply: "a" if A was rated higher, "b" if B was, "tie" if equal."""
+    return "a" if rating_a > rating_b else "b" if rating_b > rating_a else "tie"

@@ -1,0 +1,207 @@
+"""Model answers to the notebooks' discussion questions.
+
+A discussion question has no checker: it asks you to run something, look, and explain. Each is
+numbered notebook.question ("Question 3.1" is notebook 03's first) and has a model answer here.
+In a notebook:
+
+    from rlhf_lib.answers import answer
+    answer("3.1")          # prints the model answer to Question 3.1
+
+Try the question first: the answer is most useful as a check of your own. A teacher can read
+every answer in this file, top to bottom, or print the whole key with `python -m rlhf_lib.answers`.
+Figures quoted below were measured on the course's reference machine (2 CPU cores) with the
+notebooks' seeds; yours may differ a little on another machine.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+ANSWERS: dict[str, tuple[str, str]] = {
+    "1.1": (
+        "Rerun the cliff with epsilon = 0.01. Which path does SARSA learn now, and why?",
+        """
+        SARSA learns the values of the policy it follows, exploration included. On each step next to
+        the cliff, an epsilon-greedy agent takes a random action with probability epsilon, and one random
+        action in four is "down": a fall (-100) with probability about epsilon / 4 per edge step. Along the
+        10 edge cells that costs about 10 * epsilon / 4 * 100 in expectation.
+
+        - epsilon = 0.1: about 25, far more than the detour's cost, so SARSA walks two rows up (17 steps).
+        - epsilon = 0.01: about 2.5, against 2 extra steps for walking one row above the edge, where a
+          random "down" lands on the edge, not in the cliff. SARSA moves one row closer and takes
+          15 steps (seeds 0 and 1 of the notebook's settings; a noisy run may still keep 17).
+        - As epsilon goes to 0 the expected cost of the edge goes to 0 and SARSA's path becomes
+          Q-learning's 13-step edge path: with no exploration the two methods learn the same values.
+
+        The lesson for RLHF: an on-policy method evaluates the behaviour that produced its data, so how
+        much the policy explores (its temperature) is part of what it learns to be good.
+        """,
+    ),
+    "2.1": (
+        "Set normalize=True with baseline='none'. Why does dividing the returns by their standard "
+        "deviation help?",
+        """
+        In CartPole the reward to go G_t of an early step is roughly the episode's remaining length:
+        about 20 for a random policy, up to 500 for a good one. The REINFORCE gradient is proportional to
+        these numbers, so a fixed learning rate is too timid at first and far too large later, when one
+        batch of 500-step episodes produces a huge step that can throw a good policy away.
+
+        Dividing by the batch's standard deviation makes the size of the weights, and so of the step,
+        about the same at every stage: an adaptive step size. It keeps the direction of each batch's
+        gradient unchanged (all weights are divided by the same positive number), so it is not a
+        baseline: `ReinforceConfig(normalize=True)` does not subtract the mean, every sampled action is
+        still pushed up, and the variance that a baseline removes is still there. Subtracting the mean
+        as well (whitening, as PPO does with its advantages) adds a batch-mean baseline; that is slightly
+        biased because the mean includes the sample itself (the leave-one-out baseline of the bandit
+        section avoids this).
+        """,
+    ),
+    "3.1": (
+        "Train PPO with epochs=1, minibatches=1 (vanilla actor-critic), then with clip_eps=10 and "
+        "epochs=20. How much slower is the first, and what does approx_kl do in the second?",
+        """
+        With epochs=1, minibatches=1, PPO takes one gradient step per batch of 1,024 environment steps
+        instead of 40 (10 epochs x 4 minibatches). At the first step of a batch the ratio is exactly 1, so
+        the clip never acts: this is plain advantage actor-critic. With the same learning rate it makes
+        40 times fewer updates from the same samples, so it needs many times more environment steps
+        than PPO's defaults, which reach a return of 475 after about 58,000 steps on every seed
+        (`benchmarks/README.md`); within the notebook's budget expect it to be still far from solved.
+        Each batch of samples is used once and thrown away; reusing samples safely is what PPO is for.
+
+        With clip_eps=10 the clip never binds (a ratio would have to reach 11 or 0), and 20 epochs push
+        the policy as far as the gradient of rho * A leads on the same batch. The advantages were
+        measured for the old policy and stop describing the new one, and nothing stops the push. Compare
+        the approx_kl panel with the default run's: it is many times larger and spiky, the clip fraction
+        is 0 by construction, and the return curve becomes erratic: it can rise, collapse and recover,
+        and a run can get stuck on a bad policy. With the clip, each sample stops pushing once its ratio
+        leaves [1 - eps, 1 + eps], so approx_kl per iteration stays small and steady.
+        """,
+    ),
+    "4.1": (
+        "k3 is unbiased and never negative, k1 can be negative per token. Why does notebook 08 put k1, "
+        "not k3, into the reward?",
+        """
+        Because the reward is where an estimate belongs, and k1 is the one whose gradient is right there.
+        In 08 the KL penalty enters as a reward, -beta * k1_t per token, and PPO then follows the
+        policy-gradient estimator E[(reward) * grad log pi]. With k1 = log pi(y) - log pi_ref(y) and y
+        sampled from pi, the policy gradient of E_pi[-k1] is exactly -grad KL(pi || pi_ref) (the extra
+        term E_pi[grad log pi] is 0, the same fact that makes baselines free). An unbiased value
+        estimate plus the score-function gradient gives an unbiased gradient.
+
+        Used as a *loss*, differentiated directly (as some GRPO implementations do with k3, averaged over
+        the sampled tokens), the story changes: the gradient of the sample mean of k3 with respect to the
+        policy's log-probs, with the samples held fixed, is E_pi[(1 - pi_ref/pi) grad log pi], which is the
+        gradient of KL(pi_ref || pi), the *reverse* KL, not of KL(pi || pi_ref). So k3 is an unbiased
+        estimate of the value but a biased estimate of the gradient we wanted. k1 used directly as a loss
+        is worse still: its expected gradient is E_pi[grad log pi] = 0. Which estimator is right depends
+        on whether you need a number (k3: low variance, never negative) or a gradient (k1 in the reward).
+
+        The sign of k1 per token is not a problem: its mean over samples from pi is the KL. It is a
+        problem only when the samples do not come from pi (notebook 08's forced minimum length).
+        """,
+    ),
+    "5.1": (
+        "How many demonstrations did the first SFT run use, and how many words is that?",
+        """
+        The full setting used 2,000 demonstrations (1,000 in the fast setting), each a course prompt and
+        a positive completion: about 16 words each, 32,000 words in all (28,000 of them written by the
+        demonstrator, the completions). At typing speed, that is hours of a person's work for a single
+        lesson ("write positively"), and the demonstrations had to be *filtered* first: we kept only
+        reviews that VADER scores at 0.5 or more.
+
+        That filter is itself feedback. Sampling many reviews and keeping the best is rejection sampling
+        (best-of-n), and fine-tuning on the survivors is best-of-n fine-tuning: the judge's preference,
+        not the writer's skill, decides what the model learns. A preference costs one click per pair;
+        notebook 06 collects 2,000 of them in the time a person writes a few dozen reviews.
+        """,
+    ),
+    "6.1": (
+        "Break one line of labels.jsonl and run the loading cell again. What does the error say, and is "
+        "the file changed?",
+        """
+        `load_preferences` reads the file through `read_records`, which stops at the broken line with a
+        ValueError naming the file and the line number, for example
+        ".../labels.jsonl, line 17: not valid JSON (Expecting ',' delimiter); fix or remove that line,
+        nothing was changed". A line that is valid JSON but not a valid record (a choice other than
+        a, b, tie or skip, a missing field) is named the same way. The file is not changed: reading never
+        writes, so the other lines, and the labels a person spent an hour on, are intact. That is the
+        point of one JSON record a line, appended and flushed one at a time: one bad line costs one
+        label, never the file.
+        """,
+    ),
+    "7.1": (
+        "Score 'The plot was superb superb superb.' under a last-token and a sum head. Which would PPO "
+        "learn to exploit, and how would the grammar check catch it?",
+        """
+        The sum head adds one term per token, so each extra "superb" adds roughly the same positive
+        amount: the score grows with the number of positive words, without limit. PPO follows the
+        gradient of the reward, and the cheapest way up under a sum head is to write more adjectives:
+        "The plot was superb superb wonderful great ...". That is what `benchmarks/README.md` reports for
+        PPO against a sum head.
+
+        The last-token head reads one hidden state, the end of the text. Repeating a word moves that
+        state to places the model never saw in training, so the score may be high or low, but it is not
+        built to grow with repetition; there is no ready-made direction to climb.
+
+        `is_grammatical` parses the text against the review language, in which an aspect takes one
+        adjective phrase (with an optional intensifier or negation): "superb superb superb" is not a
+        sentence of the language, so the grammatical rate falls as the policy hacks the sum head. The
+        reward model never sees that check; it is a gold measurement only we can make, and it is why
+        notebook 08 watches the grammar of every batch.
+        """,
+    ),
+    "8.1": (
+        "Rerun with a fixed coefficient, RLHFConfig(kl_coef=0.2, target_kl=None), and with adam_eps=1e-8. "
+        "What changes in the KL and clip-fraction panels, and why?",
+        """
+        Fixed coefficient. With beta fixed at 0.2 nothing steers the KL toward the 3-nat budget: the KL
+        goes wherever the reward's gain per nat of drift balances beta (the optimum of notebook 08's
+        objective, pi* proportional to pi_ref * exp(r / beta), has a KL set by beta alone). The adaptive
+        controller instead raises beta (by up to 20% per 2,000 responses) when the KL is over budget and
+        lowers it when there is budget left, so its KL curve bends toward the target. With a fixed beta
+        the KL curve just follows the optimisation and can end above or below the budget. The clip
+        fraction and approx_kl of each update change little: they measure the step size of PPO, which
+        beta does not set.
+
+        adam_eps=1e-8. Adam's step for one weight is lr * m / (sqrt(v) + eps), with m and v running
+        averages of the gradient and its square. Where a weight's gradient is much smaller than eps, the
+        step is about lr * g / eps, small; where it is much larger, the step is about lr * sign(g), the
+        full learning rate, however small the gradient. With eps = 1e-8 almost every weight of the policy
+        is in the second regime from the very first step, so the first updates move every weight by about
+        the full learning rate: approx_kl and the clip fraction of the first iterations jump, and the KL
+        to the reference rises faster.
+
+        Why 1e-5 in our config: the original RLHF code (Ziegler et al. 2019) used TensorFlow's Adam with
+        eps = 1e-5, and TensorFlow adds eps to the square root of v *before* bias correction (the
+        "epsilon hat" of the Adam paper's section 2), while PyTorch adds it after. Early in training the
+        uncorrected sqrt(v) is small (after one step it is sqrt(1 - beta2) = 3% of the corrected one), so
+        TensorFlow's 1e-5 acts like an eps of about 3e-4 in PyTorch's placement at the first step, some
+        30,000 times PyTorch's default 1e-8. Reproductions that kept PyTorch's default found the early
+        updates far more aggressive than the original's; eps = 1e-5 in PyTorch's placement comes much
+        closer.
+        """,
+    ),
+}
+
+
+def answer(number: str) -> None:
+    """Print the model answer to the discussion question `number` ("notebook.question", e.g. "3.1")."""
+    key = str(number).strip().removeprefix("Question").strip()
+    if key not in ANSWERS:
+        raise KeyError(f"no discussion question {number!r}; known: {', '.join(ANSWERS)}")
+    question, text = ANSWERS[key]
+    print(f"Question {key}. {question}\n")
+    print(textwrap.dedent(text).strip())
+
+
+def answer_key() -> str:
+    """Every question and its model answer, in course order: the teacher's key."""
+    parts = []
+    for key in sorted(ANSWERS, key=lambda k: tuple(int(x) for x in k.split("."))):
+        question, text = ANSWERS[key]
+        parts.append(f"Question {key}. {question}\n\n{textwrap.dedent(text).strip()}\n")
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    print(answer_key())
