@@ -5,7 +5,7 @@ Two students who both say "a" on 70% of pairs agree on 58% of pairs by luck alon
 
     kappa = (p_o - p_e) / (1 - p_e)
 
-- `cohen_kappa(x, y)`: two raters on the same items. p_o is the share of items they label alike,
+- `cohens_kappa(x, y)` (from `rlhf_lib/feedback.py`, where notebook 06 uses it): two raters on the same items. p_o is the share of items they label alike,
   p_e = sum_c P_x(c) P_y(c) uses each rater's own share of each category c (Cohen 1960).
 - `krippendorff_alpha(units)`: any number of raters, any number of labels a unit, missing ones
   allowed (nominal categories). alpha = 1 - D_o / D_e, where D_o is the share of disagreeing
@@ -22,21 +22,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-
-def cohen_kappa(x, y) -> float:
-    """Cohen's kappa of two raters' labels of the same items (x[i] and y[i] label item i)."""
-    x, y = list(x), list(y)
-    if len(x) != len(y):
-        raise ValueError(f"the two raters labelled different numbers of items ({len(x)} and {len(y)})")
-    n = len(x)
-    if n == 0:
-        return math.nan
-    p_o = sum(a == b for a, b in zip(x, y)) / n
-    count_x, count_y = Counter(x), Counter(y)
-    p_e = sum(count_x[c] * count_y[c] for c in count_x) / (n * n)
-    if p_e == 1.0:
-        return math.nan
-    return (p_o - p_e) / (1.0 - p_e)
+from rlhf_lib.feedback import cohens_kappa  # noqa: F401  (one kappa for the notebook and the class)
 
 
 def krippendorff_alpha(units) -> float:

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from datetime import datetime
 from itertools import combinations
 
-from rlhf_lib.classroom.agreement import cohen_kappa, krippendorff_alpha
+from rlhf_lib.classroom.agreement import cohens_kappa, krippendorff_alpha
 from rlhf_lib.feedback import CHOICES
 
 JUDGED = ("a", "b", "tie")  # a skip is no judgement: it takes no part in agreement
@@ -48,7 +48,7 @@ def class_report(labels: list[dict], min_shared: int = 2) -> dict:
         x, y = [judged[s][i] for i in common], [judged[t][i] for i in common]
         pairs_of_students.append(dict(a=s, b=t, shared=len(common),
                                       agreement=sum(u == v for u, v in zip(x, y)) / len(common),
-                                      kappa=cohen_kappa(x, y)))
+                                      kappa=cohens_kappa(x, y)))
     units: dict[int, list[str]] = defaultdict(list)
     for choices in judged.values():
         for pair_id, choice in choices.items():
