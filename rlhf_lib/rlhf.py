@@ -22,7 +22,6 @@ Shapes: B responses, R response tokens, P prompt tokens, V vocabulary.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

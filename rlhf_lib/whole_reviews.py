@@ -139,7 +139,7 @@ def label_groups(annotator, groups: list[tuple[str, list[str]]]) -> list[list[di
     return out
 
 
-def pooled_rewards(model, ids, mask) -> "torch.Tensor":
+def pooled_rewards(model, ids, mask):
     """(B,) raw rewards under the model's `reward_pooling`: "last" and "sum" as in
     `rlhf_lib.reward_model.raw_rewards`, "mean" the head's per-token scores averaged over real tokens."""
     from rlhf_lib.lm import position_ids_from_mask
@@ -212,7 +212,6 @@ def train_on_groups(model, tokenizer, groups: list[list[dict]], cfg=None, groups
 def gold_agreement(model, tokenizer, pairs: list[tuple[str, str, str]], batch_size: int = 128) -> dict:
     """Share of (prompt, a, b) pairs the reward model orders like the noise-free gold (VADER compound of
     prompt + completion); pairs gold calls a tie are left out. Also the share by |gold gap| band."""
-    import numpy as np
     import torch
 
     from rlhf_lib.evaluate import gold_sentiment

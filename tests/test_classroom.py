@@ -1,9 +1,7 @@
 """The classroom server in one process: agreement measures against brute force and a published example,
 handing out pairs, idempotent labels and undo, the export read back by the library, and bad input."""
 
-import itertools
 import json
-import math
 import random
 from collections import Counter
 from pathlib import Path
@@ -15,7 +13,7 @@ from rlhf_lib.__main__ import main
 from rlhf_lib.classroom.agreement import krippendorff_alpha
 from rlhf_lib.classroom.app import MAX_BODY, make_app
 from rlhf_lib.classroom.store import Store
-from rlhf_lib.feedback import CHOICES, FIELDS, load_preferences, read_records
+from rlhf_lib.feedback import FIELDS, load_preferences, read_records
 
 TOKEN = "teacher-secret"
 WORDS = ["great", "awful", "fine", "dull", "lovely", "weak", "strong", "superb", "bad", "good", "tender", "bland"]

@@ -128,7 +128,6 @@ REWARD = ROOT / "assets" / "reward_model"
 
 def main_in_process(capsys, *args):
     """(exit code, stderr) of `python -m rlhf_lib ARGS` run in this process."""
-    import pytest
 
     from rlhf_lib.__main__ import main
 

@@ -2,7 +2,6 @@
 several writers on one label file. Afterwards the files must be readable and consistent, and what was
 acknowledged must be there."""
 
-import json
 import os
 import random
 import shutil
