@@ -171,7 +171,7 @@ def cmd_reward(args):
 def run_ppo(out: Path, model_name, reward_path, cfg, eval_samples: int, accelerator=None) -> dict:
     from rlhf_lib.lm import load_model
     from rlhf_lib.reward_model import load_reward_model
-    from rlhf_lib.rlhf import evaluate_policy, train_rlhf
+    from rlhf_lib.rlhf import evaluate_policy, review_metrics, train_rlhf
 
     reward = load_reward_model(reward_path)
     policy, tokenizer = load_model(model_name)
@@ -179,7 +179,7 @@ def run_ppo(out: Path, model_name, reward_path, cfg, eval_samples: int, accelera
     main_process = accelerator is None or accelerator.is_main_process
     before = evaluate_policy(policy, reference, tokenizer, *reward, n=eval_samples) if main_process else None
     result = train_rlhf(policy, tokenizer, *reward, reference, cfg, checkpoint_dir=out / "checkpoint",
-                        accelerator=accelerator)
+                        accelerator=accelerator, metrics=review_metrics)
     if not main_process:
         return {}
     after = evaluate_policy(policy, reference, tokenizer, *reward, n=eval_samples)

@@ -31,6 +31,8 @@ class Exercise:
     """the library's answer, called with the same arguments"""
     cases: Callable
     """rng -> list of argument tuples to try"""
+    compare: Callable | None = None
+    """for an exercise whose code a trainer runs: fn -> None if it does what the library does, else what differs"""
 
 
 def _ref_discounted_return(rewards, gamma):
@@ -155,13 +157,57 @@ def _gridworld_cases(rng):
     return cases
 
 
-def _ref_kl_shaped_rewards(score, logp, logp_ref, beta):
-    from rlhf_lib.rlhf import token_rewards
+def _ref_kl_shaped_rewards(score, logp, logp_ref, mask, beta):
+    from rlhf_lib.rlhf import kl_shaped_rewards
 
-    n = len(logp)
-    rewards, _ = token_rewards(torch.tensor([score]), torch.tensor([logp]), torch.tensor([logp_ref]),
-                               torch.ones(1, n), beta)
-    return rewards[0].tolist()
+    return kl_shaped_rewards(score, logp, logp_ref, mask, beta)
+
+
+def _kl_shaped_rewards_cases(rng):
+    cases = []
+    for lengths, beta in (([1], 0.0), ([4, 2, 6], 0.2), ([3, 3, 1, 5], 0.05)):
+        R = max(lengths)
+        mask = torch.tensor([[1.0] * n + [0.0] * (R - n) for n in lengths])
+        logp = torch.tensor(rng.uniform(-4, 0, size=(len(lengths), R)), dtype=torch.float32) * mask
+        logp_ref = torch.tensor(rng.uniform(-4, 0, size=(len(lengths), R)), dtype=torch.float32) * mask
+        cases.append((torch.tensor(rng.normal(size=len(lengths)), dtype=torch.float32), logp, logp_ref, mask, beta))
+    return cases
+
+
+def _ref_response_logprobs(logits, response_ids, response_mask):
+    from rlhf_lib.lm import response_logprobs
+
+    return response_logprobs(logits, response_ids, response_mask)
+
+
+def _compare_response_logprobs(fn):
+    from rlhf_lib.lm import compare_response_logprobs
+
+    return compare_response_logprobs(fn)
+
+
+def _ref_reward_model_step(model, tokenizer, pairs, opt):
+    from rlhf_lib.reward_model import reward_model_step
+
+    return reward_model_step(model, tokenizer, pairs, opt)
+
+
+def _compare_reward_model_step(fn):
+    from rlhf_lib.reward_model import compare_reward_model_step
+
+    return compare_reward_model_step(fn)
+
+
+def _ref_ppo_iteration(setup, prompts, beta):
+    from rlhf_lib.rlhf import ppo_iteration
+
+    return ppo_iteration(setup, prompts, beta)
+
+
+def _compare_ppo_iteration(fn):
+    from rlhf_lib.rlhf import compare_ppo_iteration
+
+    return compare_ppo_iteration(fn)
 
 
 def _ref_adaptive_beta(beta, kl, target, n, horizon):
@@ -205,9 +251,10 @@ EXERCISES = {
         lambda rng: [(rng.normal(size=n).round(3).tolist(), rng.normal(size=n).round(3).tolist()) for n in (1, 5, 20)]),
     "last_real_index": Exercise("07", _ref_last_real_index,
         lambda rng: [([0, 0, 1, 1, 1], ), ([1, 1, 1, 0, 0], ), ([1, 0, 0, 0], ), ([0, 0, 0, 1], )]),
-    "kl_shaped_rewards": Exercise("08", _ref_kl_shaped_rewards,
-        lambda rng: [(float(rng.normal()), rng.uniform(-4, 0, size=n).round(3).tolist(),
-                      rng.uniform(-4, 0, size=n).round(3).tolist(), b) for n in (1, 4, 9) for b in (0.0, 0.2)]),
+    "response_logprobs": Exercise("04", _ref_response_logprobs, lambda rng: [], _compare_response_logprobs),
+    "reward_model_step": Exercise("07", _ref_reward_model_step, lambda rng: [], _compare_reward_model_step),
+    "kl_shaped_rewards": Exercise("08", _ref_kl_shaped_rewards, _kl_shaped_rewards_cases),
+    "ppo_iteration": Exercise("08", _ref_ppo_iteration, lambda rng: [], _compare_ppo_iteration),
     "adaptive_beta": Exercise("08", _ref_adaptive_beta,
         lambda rng: [(0.2, kl, 3.0, 64, 2000) for kl in (0.5, 2.9, 3.0, 3.3, 12.0)] + [(0.05, 1.0, 6.0, 512, 10_000)]),
 }
@@ -218,6 +265,8 @@ def check(name: str, fn: Callable, seed: int = 0) -> bool:
     if name not in EXERCISES:
         raise KeyError(f"no exercise called {name!r}; known: {', '.join(EXERCISES)}")
     ex = EXERCISES[name]
+    if ex.compare is not None:
+        return _check_by_running(name, ex, fn)
     for args in ex.cases(np.random.default_rng(seed)):
         try:
             got = fn(*args)
@@ -240,6 +289,23 @@ def check(name: str, fn: Callable, seed: int = 0) -> bool:
     return True
 
 
+def _check_by_running(name: str, ex: Exercise, fn: Callable) -> bool:
+    """A build-it exercise: run the learner's code where the library's would run and compare."""
+    try:
+        problem = ex.compare(fn)
+    except NotImplementedError:
+        print(f"{name}: not done yet. Fill in the function, run the cell again.")
+        return False
+    except Exception as err:  # a learner's bug: show it, do not stop the notebook
+        print(f"{name}: your function raised {type(err).__name__}: {err}")
+        return False
+    if problem:
+        print(f"{name}: not yet. {problem}")
+        return False
+    print(f"{name}: correct!")
+    return True
+
+
 def _fmt(arg):
     if isinstance(arg, (list, tuple, np.ndarray)):
         try:
@@ -254,3 +320,36 @@ def reveal(name: str) -> None:
     if name not in EXERCISES:
         raise KeyError(f"no exercise called {name!r}; known: {', '.join(EXERCISES)}")
     print(inspect.getsource(getattr(solutions, name)))
+
+
+HINTS = {
+    "response_logprobs": "The logits at position t predict the token at t + 1. With P = logits.shape[1] - R, "
+                         "response token j sits at position P + j and is predicted by position P + j - 1, so "
+                         "take logits[:, P - 1 : -1], log_softmax over the vocabulary, gather the response ids, "
+                         "and multiply by response_mask.",
+    "reward_model_step": "texts = prompt + chosen for every pair, then prompt + rejected; `encode` them in one batch, "
+                         "`raw_rewards`, split the (2N,) rewards in halves, the Bradley-Terry loss; then "
+                         "opt.zero_grad(), loss.backward(), torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0), "
+                         "opt.step(). Return (loss, r_chosen, r_rejected), detached.",
+    "kl_shaped_rewards": "rewards = -beta * (logp - logp_ref) * mask; the last real token of row i is at "
+                         "int(mask[i].sum()) - 1: add score[i] there.",
+    "ppo_iteration": "In order: rollout(setup.model.lm, setup.tokenizer, prompts, cfg, setup.sampler); "
+                     "score_responses(setup.score_fn, batch, cfg.unfinished_penalty); reference_logprobs and "
+                     "value_estimates of the batch (cfg.temperature); kl_shaped_rewards(score, batch.logp, logp_ref, "
+                     "batch.mask, beta); advantages_and_returns(rewards, values, batch.mask, cfg.gamma, cfg.lam); "
+                     "ppo_update(setup, batch, advantages, returns, values); return an Iteration of all of them.",
+}
+
+
+def use_or_library(name: str, fn: Callable) -> Callable:
+    """`fn` if it passes check(name, fn); otherwise one line saying so, and the library's version."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        passed = check(name, fn)
+    if passed:
+        print(f"{name}: using your version")
+        return fn
+    print(f"{name}: yours does not pass check yet, so the library's version is used here")
+    return EXERCISES[name].reference

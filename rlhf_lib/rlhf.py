@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Callable
 
@@ -205,19 +206,18 @@ def rollout(policy_lm, tokenizer, prompts: list[str], cfg: RLHFConfig, generator
 # ---- 2. scoring
 
 
-def reward_model_scorer(reward_model, reward_tokenizer) -> Callable:
+def reward_model_scorer(reward_model, reward_tokenizer, device=None) -> Callable:
     """A score function from a reward model: (texts, rollout) -> (B,) normalised rewards. The reward model
-    is frozen and put in eval mode."""
+    is frozen, put in eval mode and moved to `device` (if given)."""
     from rlhf_lib.reward_model import score_texts
 
-    no_dropout(reward_model)
+    no_dropout(reward_model.to(device) if device is not None else reward_model)
     for p in reward_model.parameters():
         p.requires_grad_(False)
 
     def score_fn(texts, batch=None):
         return torch.as_tensor(score_texts(reward_model, reward_tokenizer, texts), dtype=torch.float32)
 
-    score_fn.model = reward_model  # so the trainer can move it to its device
     return score_fn
 
 
@@ -326,10 +326,9 @@ def make_setup(policy_lm, tokenizer, reference, score_fn: Callable, cfg: RLHFCon
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     sampler = torch.Generator().manual_seed(cfg.seed * 1000 + rank)  # different responses on every process
     shuffler = torch.Generator().manual_seed(cfg.seed)
-    device = accelerator.device if accelerator else next(policy_lm.parameters()).device
-    for m in (model, reference, getattr(score_fn, "model", None)):
-        if m is not None:
-            m.to(device)
+    device = _device(policy_lm, accelerator)
+    for m in (model, reference):
+        m.to(device)
     wrapped = accelerator.prepare(model) if accelerator else model  # DDP averages the gradients across processes
     if accelerator:
         opt = accelerator.prepare(opt)
@@ -453,12 +452,16 @@ def _prompts_for(iteration: int, n: int, rank: int, world: int, prompts: list[st
     return [prompts[(start + k) % len(prompts)] for k in range(n)]
 
 
-def _score_function(reward_model, reward_tokenizer, score_fn):
+def _device(policy_lm, accelerator) -> torch.device:
+    return accelerator.device if accelerator else next(policy_lm.parameters()).device
+
+
+def _score_function(reward_model, reward_tokenizer, score_fn, device):
     if score_fn is not None and reward_model is not None:
         raise ValueError("give a reward model or a score_fn, not both")
     if score_fn is None and (reward_model is None or reward_tokenizer is None):
         raise ValueError("train_rlhf needs a reward model and its tokenizer, or a score_fn(texts, rollout)")
-    return score_fn or reward_model_scorer(reward_model, reward_tokenizer)
+    return score_fn or reward_model_scorer(reward_model, reward_tokenizer, device)
 
 
 def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, cfg: RLHFConfig | None = None,
@@ -488,8 +491,8 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir to resume from")
     n_prompts = cfg.batch_size // world // cfg.responses_per_prompt  # this process's prompts per iteration
-    setup = make_setup(policy_lm, tokenizer, reference, _score_function(reward_model, reward_tokenizer, score_fn),
-                       cfg, accelerator)
+    score_fn = _score_function(reward_model, reward_tokenizer, score_fn, _device(policy_lm, accelerator))
+    setup = make_setup(policy_lm, tokenizer, reference, score_fn, cfg, accelerator)
     kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.target_kl else None
     beta, result, start_iteration = cfg.kl_coef, RLHFResult(), 0
     if resume:
@@ -542,6 +545,53 @@ def _mean_over_processes(values: dict, accelerator) -> dict:
     t = torch.tensor(list(values.values()), dtype=torch.float64, device=accelerator.device)
     t = accelerator.reduce(t, reduction="mean")
     return dict(zip(values, t.cpu().tolist()))
+
+
+# ---- checking a learner's `ppo_iteration` (notebook 08)
+
+_PIPELINE = (("batch.response_ids", "rollout"), ("batch.logp", "rollout"), ("score", "score_responses"),
+             ("logp_ref", "reference_logprobs"), ("values", "value_estimates"), ("rewards", "kl_shaped_rewards"),
+             ("advantages", "advantages_and_returns"), ("returns", "advantages_and_returns"))
+
+
+def compare_ppo_iteration(fn, cfg: RLHFConfig | None = None, beta: float = 0.2) -> str | None:
+    """None if fn(setup, prompts, beta) -> Iteration does what `ppo_iteration` does from the same setup (the
+    course model, a reference slightly off it, the shipped reward model, a small batch): every tensor within 1e-5, the update's figures
+    within a relative 1e-4, the weights after it within 1e-3 (Adam turns rounding in near-zero gradients
+    into steps of up to the learning rate). Otherwise says what differs first, in the loop's order."""
+    from rlhf_lib.lm import COURSE_MODEL, load_model
+    from rlhf_lib.reviews import PROMPTS
+    from rlhf_lib.reward_model import load_reward_model
+
+    cfg = cfg or RLHFConfig(batch_size=8, minibatches=2, epochs=2, max_new_tokens=16)
+    score_fn = reward_model_scorer(*load_reward_model(COURSE_MODEL.parent / "reward_model"))
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(cfg.batch_size // cfg.responses_per_prompt)]
+    runs = []
+    with torch.random.fork_rng(devices=[]):
+        for f in (fn, ppo_iteration):  # yours first: an unfinished one stops at once
+            policy, tokenizer = load_model()
+            reference = load_model()[0]
+            with torch.no_grad():  # a reference a little different from the policy, so the KL term is not 0
+                reference.transformer.wte.weight.mul_(1.1)
+            runs.append((f(make_setup(policy, tokenizer, reference, score_fn, cfg), prompts, beta), policy))
+    (got, policy_got), (want, policy_want) = runs
+    if not isinstance(got, Iteration):
+        return f"return an Iteration(batch, score, logp_ref, values, rewards, advantages, returns, stats), " \
+               f"not {type(got).__name__}"
+    for name, piece in _PIPELINE:
+        a, b = (attrgetter(name)(it) for it in (want, got))  # e.g. it.batch.logp
+        b = torch.as_tensor(b).float()
+        if b.shape != a.shape or not torch.allclose(a.float(), b, atol=1e-5, rtol=0):
+            gap = "shape " + str(tuple(b.shape)) if b.shape != a.shape else f"largest gap {float((a - b).abs().max()):.3g}"
+            return f"{name} differs from the library's ({gap}); everything before it agrees: look at `{piece}`"
+    for key, value in want.stats.items():
+        if key not in got.stats or not np.isclose(got.stats[key], value, rtol=1e-4, atol=1e-7):
+            return f"the update's {key} is {got.stats.get(key)}, the library's {value}: look at `ppo_update`"
+    with torch.no_grad():
+        gap = max(float((p - q).abs().max()) for p, q in zip(policy_want.parameters(), policy_got.parameters()))
+    if gap > 1e-3:
+        return f"the policy's weights after the update differ by up to {gap:.2e}: was `ppo_update` applied once?"
+    return None
 
 
 # ---- evaluation (the course's gold taste lives here, outside the trainer)
