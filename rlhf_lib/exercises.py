@@ -307,7 +307,7 @@ def _check_by_running(name: str, ex: Exercise, fn: Callable) -> bool:
 
 
 def _fmt(arg):
-    if isinstance(arg, (list, tuple, np.ndarray)):
+    if isinstance(arg, (list, tuple, np.ndarray, torch.Tensor)):
         try:
             return np.round(np.asarray(arg, dtype=float), 3).tolist()
         except (TypeError, ValueError):  # not numbers: show as they are
