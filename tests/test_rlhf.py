@@ -124,6 +124,11 @@ def test_bad_settings_are_refused(reward, tmp_path):
         RLHFConfig(batch_size=4, minibatches=8)
     with pytest.raises(ValueError, match="kl_coef"):
         RLHFConfig(kl_coef=-0.1)
+    with pytest.raises(ValueError, match="responses_per_prompt"):
+        RLHFConfig(batch_size=16, responses_per_prompt=3)
+    with pytest.raises(ValueError, match="score_fn"):
+        policy, tok = load_model()
+        train_rlhf(policy, tok, None, None, load_model()[0], RLHFConfig(**SMALL))
     with pytest.raises(ValueError, match="split evenly"):
         run(reward, batch_size=15, minibatches=2)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
