@@ -33,7 +33,7 @@ from rlhf_lib.lm import COURSE_MODEL, load_model, stop_ids
 from rlhf_lib.plotting import smooth
 from rlhf_lib.reviews import PROMPTS, is_grammatical
 from rlhf_lib.reward_model import load_reward_model, score_texts
-from rlhf_lib.rlhf import RLHFConfig, evaluate_policy, train_rlhf
+from rlhf_lib.rlhf import RLHFConfig, evaluate_policy, review_metrics, train_rlhf
 
 ROOT = Path(__file__).resolve().parents[1]
 REWARD_MODEL = ROOT / "assets" / "reward_model"
@@ -52,7 +52,7 @@ def time_to_target(curve):
 def run_ours(reward):
     policy, tok = load_model()
     reference, _ = load_model()
-    result = train_rlhf(policy, tok, *reward, reference, RLHFConfig(), progress=False)
+    result = train_rlhf(policy, tok, *reward, reference, RLHFConfig(), progress=False, metrics=review_metrics)
     curve = [dict(seconds=h["seconds"], gold_positive=h["gold_positive"], grammatical=h["grammatical"],
                   score=h["score"]) for h in result.history]
     return policy, curve, result.seconds

@@ -280,7 +280,7 @@ def run_ppo(out: Path, model_name, reward_path, cfg, eval_samples: int, accelera
     from rlhf_lib.lm import check_fits, load_model
     from rlhf_lib.reviews import PROMPTS
     from rlhf_lib.reward_model import load_reward_model
-    from rlhf_lib.rlhf import evaluate_policy, train_rlhf
+    from rlhf_lib.rlhf import evaluate_policy, review_metrics, train_rlhf
 
     if resume and find_checkpoint(out / "checkpoint") is None and not (out / "checkpoint" / "trainer.pt").exists():
         raise FileNotFoundError(f"--resume: no complete checkpoint in {out / 'checkpoint'} to continue from")
@@ -294,7 +294,7 @@ def run_ppo(out: Path, model_name, reward_path, cfg, eval_samples: int, accelera
     main_process = accelerator is None or accelerator.is_main_process
     before = evaluate_policy(policy, reference, tokenizer, *reward, n=eval_samples) if main_process else None
     result = train_rlhf(policy, tokenizer, *reward, reference, cfg, checkpoint_dir=out / "checkpoint",
-                        resume=resume, accelerator=accelerator)
+                        resume=resume, accelerator=accelerator, metrics=review_metrics)
     if not main_process:
         return {}
     after = evaluate_policy(policy, reference, tokenizer, *reward, n=eval_samples)

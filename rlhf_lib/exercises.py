@@ -50,6 +50,8 @@ class Exercise:
     """(fn, *args) -> what is compared; None compares fn(*args) itself. Build-it exercises run a trainer."""
     atol: float = 1e-6
     """absolute tolerance of the comparison (relative tolerance 1e-5)"""
+    compare: Callable | None = None
+    """fn -> None if the learner's code does what the library's does inside a run, else what differs"""
 
 
 class Verdict:
@@ -194,13 +196,57 @@ def _gridworld_cases(rng):
     return cases
 
 
-def _ref_kl_shaped_rewards(score, logp, logp_ref, beta):
-    from rlhf_lib.rlhf import token_rewards
+def _ref_kl_shaped_rewards(score, logp, logp_ref, mask, beta):
+    from rlhf_lib.rlhf import kl_shaped_rewards
 
-    n = len(logp)
-    rewards, _ = token_rewards(torch.tensor([score]), torch.tensor([logp]), torch.tensor([logp_ref]),
-                               torch.ones(1, n), beta)
-    return rewards[0].tolist()
+    return kl_shaped_rewards(score, logp, logp_ref, mask, beta)
+
+
+def _kl_shaped_rewards_cases(rng):
+    cases = []
+    for lengths, beta in (([1], 0.0), ([4, 2, 6], 0.2), ([3, 3, 1, 5], 0.05)):
+        R = max(lengths)
+        mask = torch.tensor([[1.0] * n + [0.0] * (R - n) for n in lengths])
+        logp = torch.tensor(rng.uniform(-4, 0, size=(len(lengths), R)), dtype=torch.float32) * mask
+        logp_ref = torch.tensor(rng.uniform(-4, 0, size=(len(lengths), R)), dtype=torch.float32) * mask
+        cases.append((torch.tensor(rng.normal(size=len(lengths)), dtype=torch.float32), logp, logp_ref, mask, beta))
+    return cases
+
+
+def _ref_response_logprobs(logits, response_ids, response_mask):
+    from rlhf_lib.lm import response_logprobs
+
+    return response_logprobs(logits, response_ids, response_mask)
+
+
+def _compare_response_logprobs(fn):
+    from rlhf_lib.lm import compare_response_logprobs
+
+    return compare_response_logprobs(fn)
+
+
+def _ref_reward_model_step(model, tokenizer, pairs, opt):
+    from rlhf_lib.reward_model import reward_model_step
+
+    return reward_model_step(model, tokenizer, pairs, opt)
+
+
+def _compare_reward_model_step(fn):
+    from rlhf_lib.reward_model import compare_reward_model_step
+
+    return compare_reward_model_step(fn)
+
+
+def _ref_ppo_iteration(setup, prompts, beta):
+    from rlhf_lib.rlhf import ppo_iteration
+
+    return ppo_iteration(setup, prompts, beta)
+
+
+def _compare_ppo_iteration(fn):
+    from rlhf_lib.rlhf import compare_ppo_iteration
+
+    return compare_ppo_iteration(fn)
 
 
 def _ref_adaptive_beta(beta, kl, target, n, horizon):
@@ -391,11 +437,25 @@ EXERCISES = {
         lambda rng: [([0, 0, 1, 1, 1], ), ([1, 1, 1, 0, 0], ), ([1, 0, 0, 0], ), ([0, 0, 0, 1], )],
         "You want a position, not a count: with left padding, sum(mask) - 1 is not the last real index.\n"
         "Walk the mask and remember the last t where it is 1."),
-    "kl_shaped_rewards": Exercise("08", _ref_kl_shaped_rewards,
-        lambda rng: [(float(rng.normal()), rng.uniform(-4, 0, size=n).round(3).tolist(),
-                      rng.uniform(-4, 0, size=n).round(3).tolist(), b) for n in (1, 4, 9) for b in (0.0, 0.2)],
-        "Every token pays the KL penalty -beta * (logp - logp_ref): a penalty, so mind the sign.\n"
-        "The score is added to the LAST token only, on top of its penalty."),
+    "response_logprobs": Exercise("04", _ref_response_logprobs, lambda rng: [],
+        "The logits at position t predict the token at t + 1: the first response token is predicted by the LAST\n"
+        "prompt position, so the slice starts one before the response and ends one before the end.\n"
+        "log_softmax over the vocabulary, then gather the response ids; padding gets log-prob 0 (the mask).",
+        compare=_compare_response_logprobs),
+    "reward_model_step": Exercise("07", _ref_reward_model_step, lambda rng: [],
+        "Score chosen and rejected texts (prompt + completion) in ONE batch with `encode` and `raw_rewards`, then\n"
+        "split the rewards in halves: chosen first. The loss is Bradley-Terry's, -log sigmoid(r_chosen - r_rejected).\n"
+        "zero_grad, backward, clip the gradient norm to 1.0, step; return (loss, r_chosen, r_rejected) detached.",
+        compare=_compare_reward_model_step),
+    "kl_shaped_rewards": Exercise("08", _ref_kl_shaped_rewards, _kl_shaped_rewards_cases,
+        "Every real token pays the KL penalty -beta * (logp - logp_ref): a penalty, so mind the sign, and the\n"
+        "padding (mask 0) pays nothing. The score goes on the LAST real token of each row only, on top of its\n"
+        "penalty: responses are right-padded, so find that index from the mask."),
+    "ppo_iteration": Exercise("08", _ref_ppo_iteration, lambda rng: [],
+        "Follow the loop's order: rollout, scores, reference log-probs and old values, KL-shaped rewards,\n"
+        "advantages (GAE, then whitening), the PPO update. Each piece is a function of rlhf_lib/rlhf.py;\n"
+        "use the batch's mask everywhere, and the current beta (an argument), not cfg.kl_coef.",
+        compare=_compare_ppo_iteration),
     "adaptive_beta": Exercise("08", _ref_adaptive_beta,
         lambda rng: [(0.2, kl, 3.0, 64, 2000) for kl in (0.5, 2.9, 3.0, 3.3, 12.0)] + [(0.05, 1.0, 6.0, 512, 10_000)],
         "The error kl / target - 1 is clipped to [-0.2, 0.2] before it is used.\n"
@@ -431,6 +491,15 @@ def check(name: str, fn: Callable, seed: int = 0, quiet: bool = False) -> Verdic
     differs, which entry differs with the expected and the got value. Returns a `Verdict` (true if correct).
     """
     ex = _exercise(name)
+    message = _run_comparison(name, ex, fn) if ex.compare is not None else _compare_cases(name, ex, fn, seed)
+    verdict = Verdict(name, message.endswith("correct!"), message)
+    if not quiet:
+        print(message)
+    return verdict
+
+
+def _compare_cases(name: str, ex: Exercise, fn: Callable, seed: int) -> str:
+    """The verdict of `fn` against the reference on the exercise's cases."""
     message = f"{name}: correct!"
     for case in ex.cases(np.random.default_rng(seed)):
         try:
@@ -445,10 +514,7 @@ def check(name: str, fn: Callable, seed: int = 0, quiet: bool = False) -> Verdic
         if difference:
             message = f"{name}: not yet. For {_describe(case)}\n  {difference}"
             break
-    verdict = Verdict(name, message.endswith("correct!"), message)
-    if not quiet:
-        print(message)
-    return verdict
+    return message
 
 
 def _difference(want, got, atol: float, label: str = "") -> str | None:
@@ -481,8 +547,19 @@ def _difference(want, got, atol: float, label: str = "") -> str | None:
     return text
 
 
+def _run_comparison(name: str, ex: Exercise, fn: Callable) -> str:
+    """The verdict of a build-it exercise: run the learner's code where the library's would run, compare."""
+    try:
+        problem = ex.compare(fn)
+    except NotImplementedError:
+        return f"{name}: not done yet. Fill in the function, run the cell again."
+    except Exception as err:  # a learner's bug: show it, do not stop the notebook
+        return f"{name}: your function raised {type(err).__name__}: {err}"
+    return f"{name}: not yet. {problem}" if problem else f"{name}: correct!"
+
+
 def _fmt(arg):
-    if isinstance(arg, (list, tuple, np.ndarray)):
+    if isinstance(arg, (list, tuple, np.ndarray, torch.Tensor)):
         try:
             return np.round(np.asarray(arg, dtype=float), 4).tolist()
         except (TypeError, ValueError):  # not numbers: show as they are

@@ -292,11 +292,25 @@ def response_logits(model, prompt_ids, prompt_mask, response_ids, response_mask,
     return out.logits[:, P - 1 : -1].float() / temperature  # position t predicts token t + 1
 
 
-def logprobs_of(model, samples_or_ids, *, temperature: float | None = None) -> torch.Tensor:
+def response_logprobs(logits: torch.Tensor, response_ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """log pi(response token | text so far) from one forward pass over a left-padded prompt + response.
+
+    logits: (B, P + R, V) the model's output for every position (already divided by the temperature);
+    response_ids, response_mask: (B, R). Returns (B, R), 0 at pads.
+    Position t's logits predict token t + 1, so response token j (at position P + j) is read from
+    position P + j - 1: the slice [P - 1, P + R - 1). Left padding keeps P the same for every row."""
+    R = response_ids.shape[1]
+    P = logits.shape[1] - R
+    logp = logits[:, P - 1 : -1].float().log_softmax(-1)  # (B, R, V)
+    return logp.gather(-1, response_ids[..., None]).squeeze(-1) * response_mask
+
+
+def logprobs_of(model, samples_or_ids, *, temperature: float | None = None, gather=response_logprobs) -> torch.Tensor:
     """Recompute log pi(response token | text so far) with one forward pass: (B, R), 0 at pads.
 
     Pass a `Samples` (its temperature is used unless given) or a tuple
-    (prompt_ids, prompt_mask, response_ids, response_mask)."""
+    (prompt_ids, prompt_mask, response_ids, response_mask). `gather(logits, response_ids, response_mask)`
+    reads the response tokens' log-probs from the (B, P + R, V) logits (`response_logprobs`, or yours)."""
     if isinstance(samples_or_ids, Samples):
         s = samples_or_ids
         ids = (s.prompt_ids, s.prompt_mask, s.response_ids, s.response_mask)
@@ -305,9 +319,10 @@ def logprobs_of(model, samples_or_ids, *, temperature: float | None = None) -> t
         ids = samples_or_ids
     device = next(model.parameters()).device
     prompt_ids, prompt_mask, response_ids, response_mask = (t.to(device) for t in ids)
-    logits = response_logits(model, prompt_ids, prompt_mask, response_ids, response_mask, temperature or 1.0)
-    logp = logits.log_softmax(-1).gather(-1, response_ids[..., None]).squeeze(-1)  # (B, R)
-    return logp * response_mask
+    mask = torch.cat([prompt_mask, response_mask], dim=1)  # (B, P + R)
+    out = model(input_ids=torch.cat([prompt_ids, response_ids], dim=1), attention_mask=mask,
+                position_ids=position_ids_from_mask(mask))
+    return torch.as_tensor(gather(out.logits.float() / (temperature or 1.0), response_ids, response_mask))
 
 
 def token_kl(logits: torch.Tensor, logits_ref: torch.Tensor) -> torch.Tensor:
@@ -331,3 +346,34 @@ def kl_estimates(logp: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor 
     if mask is not None:
         k = {name: v * mask for name, v in k.items()}
     return k
+
+
+# ---- checking a learner's `response_logprobs` (notebook 04)
+
+
+@torch.no_grad()
+def compare_response_logprobs(fn, model=None, tokenizer=None) -> str | None:
+    """None if fn(logits, response_ids, response_mask) returns the log-probs `sample` recorded, on prompts
+    of different lengths (left-padded) and one-sentence responses of different lengths (right-padded), at
+    temperatures 1 and 0.7; otherwise a sentence saying what differs."""
+    if model is None:
+        model, tokenizer = load_model()
+    prompts = ["The plot was", "Overall, the film was very", "I", "The music of this long film was"]
+    for temperature, seed in ((1.0, 5), (0.7, 6)):
+        s = sample(model, tokenizer, prompts, 12, temperature, seed=seed, stop_at="sentence")
+        mask = torch.cat([s.prompt_mask, s.response_mask], dim=1)
+        logits = model(input_ids=torch.cat([s.prompt_ids, s.response_ids], dim=1), attention_mask=mask,
+                       position_ids=position_ids_from_mask(mask)).logits / temperature  # (B, P + R, V)
+        got = torch.as_tensor(fn(logits.clone(), s.response_ids.clone(), s.response_mask.clone()), dtype=torch.float32)
+        if got.shape != s.logp.shape:
+            return f"expected shape {tuple(s.logp.shape)} (B, R), got {tuple(got.shape)}"
+        real = s.response_mask.bool()
+        if (got * ~real).abs().max() > 0:
+            return "the padding after a response should get 0 (multiply by response_mask)"
+        gap = (got - s.logp).abs() * real
+        if gap.max() > 1e-4:
+            b, j = divmod(int(gap.argmax()), gap.shape[1])
+            return (f"at temperature {temperature}, row {b}, response token {j}: `sample` recorded "
+                    f"{float(s.logp[b, j]):.4f}, you returned {float(got[b, j]):.4f}. The logits at position t "
+                    f"predict the token at t + 1.")
+    return None

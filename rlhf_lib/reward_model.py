@@ -171,9 +171,27 @@ class RewardResult:
     seconds: float = 0.0
 
 
+def reward_model_step(model, tokenizer, pairs: list[dict], opt, max_grad_norm: float = 1.0):
+    """One Bradley-Terry step on a batch of N {"prompt", "chosen", "rejected"} pairs: score the 2N texts in
+    one forward pass (chosen first, then rejected), the loss, gradients clipped to `max_grad_norm`, one
+    optimizer step. Returns (loss (), r_chosen (N,), r_rejected (N,)), detached."""
+    texts = [p["prompt"] + p["chosen"] for p in pairs] + [p["prompt"] + p["rejected"] for p in pairs]
+    r = raw_rewards(model, *(t.to(model.device) for t in encode(tokenizer, texts)))  # (2N,)
+    r_chosen, r_rejected = r[: len(pairs)], r[len(pairs) :]
+    loss = bradley_terry_loss(r_chosen, r_rejected)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    opt.step()
+    return loss.detach(), r_chosen.detach(), r_rejected.detach()
+
+
 def train_reward_model(model, tokenizer, pairs: list[dict], cfg: RewardConfig | None = None,
-                       progress: bool = True) -> RewardResult:
-    """Fit the reward model in place on {"prompt", "chosen", "rejected"} pairs."""
+                       progress: bool = True, step_fn=reward_model_step) -> RewardResult:
+    """Fit the reward model in place on {"prompt", "chosen", "rejected"} pairs.
+
+    step_fn(model, tokenizer, pairs, opt) -> (loss, r_chosen, r_rejected): one training step on a batch
+    (`reward_model_step`, or yours); the learning-rate schedule stays here."""
     from tqdm.auto import tqdm
 
     cfg = cfg or RewardConfig()
@@ -192,22 +210,14 @@ def train_reward_model(model, tokenizer, pairs: list[dict], cfg: RewardConfig | 
                "text of pair half", extra=2)
     for _ in range(cfg.epochs):
         for indices in _batches(lengths, cfg.batch_size, steps_per_epoch, cfg.group_by_length, gen):
-            batch = [pairs[i] for i in indices]
-            texts = [p["prompt"] + p["chosen"] for p in batch] + [p["prompt"] + p["rejected"] for p in batch]
-            r = raw_rewards(model, *encode(tokenizer, texts))  # one batch: chosen then rejected
-            r_chosen, r_rejected = r[: len(batch)], r[len(batch) :]
-            loss = bradley_terry_loss(r_chosen, r_rejected)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * min((step + 1) / cfg.warmup, 1.0 - step / total)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            result.losses.append(loss.item())
-            result.accuracies.append((r_chosen > r_rejected).float().mean().item())
+            loss, r_chosen, r_rejected = step_fn(model, tokenizer, [pairs[i] for i in indices], opt)
+            result.losses.append(float(loss))
+            result.accuracies.append(float((torch.as_tensor(r_chosen) > torch.as_tensor(r_rejected)).float().mean()))
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{float(loss):.3f}")
     bar.close()
     model.eval()
     result.seconds = time.perf_counter() - start
@@ -275,3 +285,51 @@ def calibration(p_predicted, outcomes, bins: int = 10) -> dict:
     predicted, observed, counts = (list(x) for x in zip(*rows)) if rows else ([], [], [])
     ece = float(sum(c * abs(a - b) for a, b, c in zip(predicted, observed, counts)) / max(1, len(p)))
     return dict(predicted=predicted, observed=observed, counts=counts, ece=ece)
+
+
+# ---- checking a learner's `reward_model_step` (notebook 07)
+
+
+CHECK_PAIRS = [dict(prompt="The plot was", chosen=" superb.", rejected=" dull and far too long."),
+               dict(prompt="Overall,", chosen=" a moving film.", rejected=" a mess."),
+               dict(prompt="The music was", chosen=" not bad at all.", rejected=" awful."),
+               dict(prompt="I expected", chosen=" little, and it was wonderful.", rejected=" more."),
+               dict(prompt="The acting was", chosen=" very good.", rejected=" clumsy, but the ending was fine."),
+               dict(prompt="The dialogue was", chosen=" sharp!", rejected=" flat."),
+               dict(prompt="The pacing was", chosen=" perfect.", rejected=" not good."),
+               dict(prompt="The visuals were", chosen=" gorgeous.", rejected=" ugly.")]
+
+
+def compare_reward_model_step(fn) -> str | None:
+    """None if fn(model, tokenizer, pairs, opt) -> (loss, r_chosen, r_rejected) trains a reward model like
+    `reward_model_step` for three steps (same returns within a relative 1e-4, same weights within 1e-5);
+    otherwise what differs. Dropout is off here, so the order of the forward passes does not matter."""
+    import copy
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        base, tokenizer = make_reward_model()
+    base.eval()
+    base.score.weight.data *= 30.0  # large gradients, so that clipping them matters
+    batches = [CHECK_PAIRS[:4], CHECK_PAIRS[4:], CHECK_PAIRS[:4]]
+    runs = []
+    for step in (fn, reward_model_step):  # yours first: an unfinished one stops at once
+        model = copy.deepcopy(base)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)  # plain steps: a missed clip shows, rounding does not grow
+        runs.append((model, [step(model, tokenizer, b, opt) for b in batches]))
+    (model_got, got), (model_want, want) = runs
+    for i, (w, g) in enumerate(zip(want, got)):
+        if not isinstance(g, (tuple, list)) or len(g) != 3:
+            return "return a tuple (loss, r_chosen, r_rejected)"
+        for name, a, b in zip(("r_chosen", "r_rejected", "loss"), w[1:] + w[:1], tuple(g[1:]) + tuple(g[:1])):
+            b = torch.as_tensor(b).detach().float()
+            if b.shape != a.shape or not torch.allclose(a, b, rtol=1e-4, atol=1e-5):
+                where = ("" if i == 0 else f" Step 1 agreed, so the update differs: zero the gradients, backward, "
+                         f"clip the gradient norm to 1, then the optimizer's step.")
+                show = lambda x: [round(v, 4) for v in x.reshape(-1).tolist()]
+                return f"step {i + 1}: {name} expected {show(a)}, got {show(b)}.{where}"
+    with torch.no_grad():
+        gap = max(float((p - q).abs().max()) for p, q in zip(model_want.parameters(), model_got.parameters()))
+    if gap > 1e-5:
+        return f"after {len(batches)} steps the weights differ by up to {gap:.2e}: did the last step update them?"
+    return None

@@ -1,15 +1,29 @@
-"""PPO for language models: fine-tune a policy against a reward model, held near a reference.
+"""PPO for language models: fine-tune a policy against a reward, held near a reference.
+
+The trainer is a handful of named pieces; `ppo_iteration` chains them, `train_rlhf` repeats it.
+
+| piece                   | in                                    | out                                       |
+|-------------------------|---------------------------------------|-------------------------------------------|
+| `rollout`               | N prompts                             | `Rollout` of B = N x k responses          |
+| `score_responses`       | Rollout, a score function             | score (B,), minus the unfinished penalty  |
+| `reference_logprobs`    | reference model, Rollout              | logp_ref (B, R)                           |
+| `value_estimates`       | policy with value head, Rollout       | values (B, R) before the update           |
+| `kl_shaped_rewards`     | score, logp, logp_ref, mask, beta     | rewards (B, R)                            |
+| `advantages_and_returns`| rewards, values, mask, gamma, lam     | advantages (B, R) whitened, returns (B, R)|
+| `ppo_update`            | setup, Rollout, advantages, returns, values | figures of the update (dict)        |
+| `iteration_figures`     | one `Iteration`                       | dict of figures (score, KL, losses, ...)  |
 
 One iteration:
 
-1. rollout: sample one response per prompt from the current policy (plain sampling at the
-   configured temperature, stopping at end-of-text), keeping the log-probs of the sampled tokens;
-2. score: the reward model's (normalised) score of prompt + response, minus a penalty if the
-   response never ended; the frozen reference model's log-probs of the same tokens;
+1. rollout: sample k responses per prompt from the current policy (plain sampling at the configured
+   temperature, stopping at end-of-text or the sentence's end), keeping the log-probs of the sampled tokens;
+2. score: the score function's number for prompt + response (the reward model's normalised score),
+   minus a penalty if the response never ended; the frozen reference's log-probs of the same tokens; the
+   value head's estimates before the update;
 3. reward per token:  r_t = -beta * (logp_t - logp_ref_t)  plus the score on the last real token;
 4. GAE (gamma 1, lambda 0.95) with a value head on the policy, advantages whitened;
 5. several epochs of minibatches of the clipped policy loss + clipped value loss, gradients clipped;
-6. beta fixed, or adapted toward a target KL (Ziegler et al. 2019).
+6. beta fixed, or adapted toward a target KL (Ziegler et al. 2019), between iterations.
 
 The PPO pieces (gae, whiten, clipped_surrogate, value_loss, approx_kl, ...) are those of
 `rlhf_lib/ppo.py`, unchanged. The policy runs without dropout throughout, so at the first
@@ -17,21 +31,24 @@ epoch the recomputed log-probs equal the sampled ones and every ratio is 1.
 
 Under `accelerate launch`, each process samples its share of the prompts and the gradients
 are averaged across processes; the logged figures are averaged over all processes.
-Shapes: B responses, R response tokens, P prompt tokens, V vocabulary.
+Shapes: N prompts, k responses per prompt, B = N * k responses, R response tokens, P prompt tokens,
+V vocabulary.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from rlhf_lib.checkpoint import load_checkpoint, save_checkpoint
-from rlhf_lib.lm import Samples, position_ids_from_mask, response_logits, sample, token_kl
+from rlhf_lib.lm import position_ids_from_mask, response_logits, sample, token_kl
 from rlhf_lib.ppo import approx_kl, clip_fraction, clipped_surrogate, entropy_from_logits, explained_variance, gae, \
     masked_mean, value_loss, whiten
 from rlhf_lib.runtime import check_count, check_finite_fields, check_optional_positive, check_positive, \
@@ -44,6 +61,8 @@ class RLHFConfig:
     """rollout-and-update rounds"""
     batch_size: int = 64
     """responses sampled per iteration (split across processes under accelerate)"""
+    responses_per_prompt: int = 1
+    """k: responses sampled for each prompt (group methods such as RLOO and GRPO compare them)"""
     max_new_tokens: int = 32
     """longest response; one that has not ended by then gets `unfinished_penalty`"""
     stop_at: str = "sentence"
@@ -89,7 +108,8 @@ class RLHFConfig:
         check_optional_positive("unfinished_penalty", self.unfinished_penalty, allow_zero=True)
         check_count("forced_min_tokens", self.forced_min_tokens, minimum=0)
         check_count("seed", self.seed, minimum=0)
-        for name in ("iterations", "batch_size", "max_new_tokens", "epochs", "minibatches", "kl_horizon"):
+        for name in ("iterations", "batch_size", "responses_per_prompt", "max_new_tokens", "epochs", "minibatches",
+                     "kl_horizon"):
             check_count(name, getattr(self, name))
         for name in ("temperature", "lr", "adam_eps", "clip_eps", "vf_coef", "max_grad_norm"):
             check_positive(name, getattr(self, name))
@@ -102,6 +122,9 @@ class RLHFConfig:
             raise ValueError(f"stop_at must be 'text' or 'sentence', got {self.stop_at!r}")
         if self.minibatches > self.batch_size:
             raise ValueError(f"minibatches ({self.minibatches}) cannot exceed batch_size ({self.batch_size})")
+        if self.batch_size % self.responses_per_prompt:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of responses_per_prompt "
+                             f"({self.responses_per_prompt})")
 
 
 # ---- the policy with a value head
@@ -135,18 +158,118 @@ def no_dropout(model: nn.Module) -> nn.Module:
     return model
 
 
-# ---- rewards
+def gather_logp(logits: torch.Tensor, response_ids: torch.Tensor) -> torch.Tensor:
+    """log pi of each response token: (B, R, V) logits that predict them, (B, R) ids -> (B, R)."""
+    return logits.log_softmax(-1).gather(-1, response_ids[..., None]).squeeze(-1)
 
 
-def token_rewards(score: torch.Tensor, logp: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor,
-                  beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token rewards (B, R): -beta * k1 on every response token, plus `score` on the last real one.
-    Also returns the per-token k1 (B, R)."""
+# ---- 1. rollout
+
+
+@dataclass
+class Rollout:
+    """One iteration's responses: B = N prompts x k responses, each prompt's k rows next to each other."""
+
+    prompts: list[str]
+    """(B) the prompt of each row"""
+    prompt_ids: torch.Tensor
+    """(B, P) left-padded prompt tokens"""
+    prompt_mask: torch.Tensor
+    """(B, P) 1 for real prompt tokens"""
+    response_ids: torch.Tensor
+    """(B, R) sampled tokens, right-padded"""
+    response_mask: torch.Tensor
+    """(B, R) 1 for tokens the policy chose (the stop token included)"""
+    logp: torch.Tensor
+    """(B, R) log pi_old(token | text so far) recorded while sampling, 0 at pads"""
+    texts: list[str]
+    """(B) prompt + response"""
+    finished: torch.Tensor
+    """(B,) True where the response ended with a stop token"""
+    group: torch.Tensor
+    """(B,) index of the row's prompt among the N: rows with the same index answer the same prompt"""
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """(B, R) the response mask as floats, for sums and means"""
+        return self.response_mask.float()
+
+    def ids(self, device=None) -> tuple[torch.Tensor, ...]:
+        """(prompt_ids, prompt_mask, response_ids, response_mask) on `device`: a forward pass's inputs."""
+        return tuple(t.to(device) for t in (self.prompt_ids, self.prompt_mask, self.response_ids, self.response_mask))
+
+
+def rollout(policy_lm, tokenizer, prompts: list[str], cfg: RLHFConfig, generator: torch.Generator) -> Rollout:
+    """Sample cfg.responses_per_prompt responses to each prompt from the policy (no gradients)."""
+    k = cfg.responses_per_prompt
+    s = sample(policy_lm, tokenizer, [p for p in prompts for _ in range(k)], cfg.max_new_tokens, cfg.temperature,
+               generator=generator, stop_at=cfg.stop_at, forced_min_tokens=cfg.forced_min_tokens)
+    group = torch.arange(len(prompts)).repeat_interleave(k)  # (B,)
+    return Rollout(s.prompts, s.prompt_ids, s.prompt_mask, s.response_ids, s.response_mask, s.logp, s.texts,
+                   s.finished, group)
+
+
+# ---- 2. scoring
+
+
+def reward_model_scorer(reward_model, reward_tokenizer, device=None) -> Callable:
+    """A score function from a reward model: (texts, rollout) -> (B,) normalised rewards. The reward model
+    is frozen, put in eval mode and moved to `device` (if given)."""
+    from rlhf_lib.reward_model import score_texts
+
+    no_dropout(reward_model.to(device) if device is not None else reward_model)
+    for p in reward_model.parameters():
+        p.requires_grad_(False)
+
+    def score_fn(texts, batch=None):
+        return torch.as_tensor(score_texts(reward_model, reward_tokenizer, texts), dtype=torch.float32)
+
+    return score_fn
+
+
+def score_responses(score_fn: Callable, batch: Rollout, unfinished_penalty: float | None) -> torch.Tensor:
+    """(B,) the score of each text, minus `unfinished_penalty` where the response never ended."""
+    score = torch.as_tensor(score_fn(batch.texts, batch), dtype=torch.float32).cpu()
+    if score.shape != (len(batch.texts),):
+        raise ValueError(f"the score function must return one number per text, shape ({len(batch.texts)},); "
+                         f"it returned shape {tuple(score.shape)}")
+    if unfinished_penalty is not None:
+        score = score - unfinished_penalty * (~batch.finished).float()
+    return score
+
+
+@torch.no_grad()
+def reference_logprobs(reference, batch: Rollout, temperature: float) -> torch.Tensor:
+    """(B, R) log pi_ref of the sampled tokens under the frozen reference (same temperature), 0 at pads."""
+    ids = batch.ids(next(reference.parameters()).device)
+    logits_ref = response_logits(reference, *ids, temperature)  # (B, R, V)
+    return gather_logp(logits_ref, ids[2]).cpu() * batch.mask
+
+
+@torch.no_grad()
+def value_estimates(model: PolicyWithValue, batch: Rollout, temperature: float) -> torch.Tensor:
+    """(B, R) the value head's V(s_t) before the update, 0 at pads."""
+    _, values = model(*batch.ids(next(model.parameters()).device), temperature=temperature)
+    return values.cpu() * batch.mask
+
+
+# ---- 3. rewards
+
+
+def kl_shaped_rewards(score: torch.Tensor, logp: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor,
+                      beta: float) -> torch.Tensor:
+    """Per-token rewards (B, R): -beta * k1 on every response token, plus `score` (B,) on the last real one.
+    k1 = logp - logp_ref (B, R) on the sampled token; 0 at pads (mask 0)."""
     kl = (logp - logp_ref) * mask  # k1 per token
     rewards = -beta * kl
     last = (torch.arange(mask.shape[1]) * mask).argmax(-1)  # (B,) index of the last real token
     rewards[torch.arange(len(score)), last] += score
-    return rewards, kl
+    return rewards
+
+
+def token_rewards(score, logp, logp_ref, mask, beta) -> tuple[torch.Tensor, torch.Tensor]:
+    """The earlier name: (kl_shaped_rewards(...), the per-token k1 (B, R))."""
+    return kl_shaped_rewards(score, logp, logp_ref, mask, beta), (logp - logp_ref) * mask
 
 
 def last_token_dones(mask: torch.Tensor) -> torch.Tensor:
@@ -154,6 +277,152 @@ def last_token_dones(mask: torch.Tensor) -> torch.Tensor:
     dones = torch.zeros_like(mask, dtype=torch.float32)
     dones[torch.arange(len(mask)), (torch.arange(mask.shape[1]) * mask).argmax(-1)] = 1.0
     return dones
+
+
+# ---- 4. advantages
+
+
+def advantages_and_returns(rewards, values, mask, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE over each response (ending at its last real token), advantages whitened over the batch's real
+    tokens. rewards, values, mask: (B, R) -> advantages (B, R) (0 at pads), returns (B, R) (the value targets)."""
+    advantages, returns = gae(rewards, values, last_token_dones(mask), gamma, lam)
+    return whiten(advantages, mask) * mask, returns
+
+
+# ---- 5. the update
+
+
+@dataclass
+class RLHFSetup:
+    """What every iteration works with: the models, the optimizer, the random streams, the settings."""
+
+    model: PolicyWithValue
+    """the policy being trained, with its value head"""
+    wrapped: nn.Module
+    """`model` as the update calls it (under accelerate, wrapped so gradients are averaged)"""
+    reference: nn.Module
+    """the frozen reference policy"""
+    tokenizer: object
+    """the policy's tokenizer"""
+    score_fn: Callable
+    """(texts, rollout) -> (B,) scores"""
+    opt: torch.optim.Optimizer
+    """Adam over the policy and the value head"""
+    sampler: torch.Generator
+    """the random stream of the rollouts"""
+    shuffler: torch.Generator
+    """the random stream of the minibatch order"""
+    cfg: RLHFConfig
+    """the settings"""
+    device: torch.device
+    """where the forward and backward passes run"""
+    accelerator: object = None
+    """an `accelerate.Accelerator`, or None for one process"""
+
+
+def make_setup(policy_lm, tokenizer, reference, score_fn: Callable, cfg: RLHFConfig, accelerator=None) -> RLHFSetup:
+    """Value head, optimizer and random streams for training `policy_lm` in place (seeded by cfg.seed)."""
+    rank = accelerator.process_index if accelerator else 0
+    torch.manual_seed(cfg.seed)
+    model = PolicyWithValue(policy_lm)
+    for m in (model, reference):
+        no_dropout(m)
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    sampler = torch.Generator().manual_seed(cfg.seed * 1000 + rank)  # different responses on every process
+    shuffler = torch.Generator().manual_seed(cfg.seed)
+    device = _device(policy_lm, accelerator)
+    for m in (model, reference):
+        m.to(device)
+    wrapped = accelerator.prepare(model) if accelerator else model  # DDP averages the gradients across processes
+    if accelerator:
+        opt = accelerator.prepare(opt)
+    return RLHFSetup(model, wrapped, reference, tokenizer, score_fn, opt, sampler, shuffler, cfg, device, accelerator)
+
+
+def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values) -> dict:
+    """cfg.epochs passes of cfg.minibatches minibatches over the rollout: clipped policy loss + vf_coef x
+    clipped value loss, gradients clipped. advantages, returns, values (before the update): (B, R).
+    Returns the mean over minibatches of policy_loss, value_loss, entropy, approx_kl, clip_fraction, and
+    first_ratio_gap: max |logp - logp_old| in the first minibatch (0 up to rounding: the ratio starts at 1)."""
+    cfg, device, opt = setup.cfg, setup.device, setup.opt
+    ids = batch.ids(device)
+    mask, logp_old_all, adv, ret, values_old_all = (x.to(device) for x in (batch.mask, batch.logp, advantages,
+                                                                            returns, values))
+    B = len(batch.texts)
+    mb = B // cfg.minibatches
+    stats, first_ratio_gap = [], None
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(B, generator=setup.shuffler)
+        for k in range(cfg.minibatches):
+            idx = order[k * mb : (k + 1) * mb].to(device)
+            m, logp_old = mask[idx], logp_old_all[idx]
+            logits, v = setup.wrapped(*(t[idx] for t in ids), temperature=cfg.temperature)  # (b, R, V), (b, R)
+            logp = gather_logp(logits, ids[2][idx])  # (b, R)
+            if first_ratio_gap is None:
+                first_ratio_gap = float(((logp.detach() - logp_old).abs() * m).max())
+            pg_loss = clipped_surrogate(logp, logp_old, adv[idx], cfg.clip_eps, m)
+            v_loss = value_loss(v, ret[idx], values_old_all[idx], cfg.value_clip_eps, m)
+            loss = pg_loss + cfg.vf_coef * v_loss
+            opt.zero_grad()
+            (setup.accelerator.backward(loss) if setup.accelerator else loss.backward())
+            nn.utils.clip_grad_norm_(setup.model.parameters(), cfg.max_grad_norm)
+            opt.step()
+            with torch.no_grad():
+                stats.append([float(pg_loss), float(v_loss), float(masked_mean(entropy_from_logits(logits), m)),
+                              float(approx_kl(logp, logp_old, m)), float(clip_fraction(logp, logp_old, cfg.clip_eps, m))])
+    means = np.mean(stats, axis=0)
+    names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+    return dict(zip(names, means), first_ratio_gap=first_ratio_gap)
+
+
+# ---- one iteration
+
+
+@dataclass
+class Iteration:
+    """Everything one iteration computed, for its figures and for a closer look."""
+
+    batch: Rollout
+    score: torch.Tensor
+    """(B,) score of each response, penalty included"""
+    logp_ref: torch.Tensor
+    """(B, R) reference log-probs of the sampled tokens"""
+    values: torch.Tensor
+    """(B, R) value estimates before the update"""
+    rewards: torch.Tensor
+    """(B, R) KL-shaped rewards"""
+    advantages: torch.Tensor
+    """(B, R) whitened GAE advantages"""
+    returns: torch.Tensor
+    """(B, R) value targets"""
+    stats: dict
+    """the update's figures (`ppo_update`)"""
+
+
+def ppo_iteration(setup: RLHFSetup, prompts: list[str], beta: float) -> Iteration:
+    """One rollout on `prompts` and the PPO update on it, the KL penalty weighted by `beta`."""
+    cfg = setup.cfg
+    batch = rollout(setup.model.lm, setup.tokenizer, prompts, cfg, setup.sampler)
+    score = score_responses(setup.score_fn, batch, cfg.unfinished_penalty)
+    logp_ref = reference_logprobs(setup.reference, batch, cfg.temperature)
+    values = value_estimates(setup.model, batch, cfg.temperature)
+    rewards = kl_shaped_rewards(score, batch.logp, logp_ref, batch.mask, beta)
+    advantages, returns = advantages_and_returns(rewards, values, batch.mask, cfg.gamma, cfg.lam)
+    stats = ppo_update(setup, batch, advantages, returns, values)
+    return Iteration(batch, score, logp_ref, values, rewards, advantages, returns, stats)
+
+
+def iteration_figures(it: Iteration) -> dict:
+    """The figures of one iteration: mean score, KL to the reference per response (k1 and k3), length,
+    share finished, the update's figures, and how much of the returns' variance the values explained."""
+    mask = it.batch.mask
+    log_r = it.logp_ref - it.batch.logp
+    k1, k3 = -log_r * mask, (torch.expm1(log_r) - log_r) * mask
+    return dict(score=float(it.score.mean()), kl_k1=float(k1.sum(-1).mean()), kl_k3=float(k3.sum(-1).mean()),
+                length=float(mask.sum(-1).mean()), finished=float(it.batch.finished.float().mean()), **it.stats,
+                explained_variance=explained_variance(it.values, it.returns, mask))
 
 
 class AdaptiveKLController:
@@ -183,161 +452,166 @@ class RLHFResult:
         return np.array([h[key] for h in self.history])
 
 
-def _score(reward_model, reward_tokenizer, samples: Samples, cfg: RLHFConfig) -> torch.Tensor:
-    from rlhf_lib.reward_model import score_texts
-
-    score = torch.as_tensor(score_texts(reward_model, reward_tokenizer, samples.texts), dtype=torch.float32)
-    if cfg.unfinished_penalty is not None:
-        score = score - cfg.unfinished_penalty * (~samples.finished).float()
-    return score
+def _prompts_for(iteration: int, n: int, rank: int, world: int, prompts: list[str]) -> list[str]:
+    """This process's n prompts: the course prompts in turn, disjoint across processes."""
+    start = (iteration * n * world + rank * n)
+    return [prompts[(start + k) % len(prompts)] for k in range(n)]
 
 
-def _prompts_for(iteration: int, batch: int, rank: int, world: int, prompts: list[str]) -> list[str]:
-    """This process's prompts: the course prompts in turn, disjoint across processes."""
-    start = (iteration * batch * world + rank * batch)
-    return [prompts[(start + k) % len(prompts)] for k in range(batch)]
+def _device(policy_lm, accelerator) -> torch.device:
+    return accelerator.device if accelerator else next(policy_lm.parameters()).device
+
+
+def _score_function(reward_model, reward_tokenizer, score_fn, device):
+    if score_fn is not None and reward_model is not None:
+        raise ValueError("give a reward model or a score_fn, not both")
+    if score_fn is None and (reward_model is None or reward_tokenizer is None):
+        raise ValueError("train_rlhf needs a reward model and its tokenizer, or a score_fn(texts, rollout)")
+    return score_fn or reward_model_scorer(reward_model, reward_tokenizer, device)
 
 
 def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, cfg: RLHFConfig | None = None,
                prompts: list[str] | None = None, progress: bool = True, on_iteration=None,
-               checkpoint_dir: str | Path | None = None, resume: bool = False, accelerator=None) -> RLHFResult:
+               checkpoint_dir: str | Path | None = None, resume: bool = False, accelerator=None, *,
+               score_fn: Callable | None = None, metrics: Callable | None = None,
+               iteration_fn: Callable = ppo_iteration) -> RLHFResult:
     """Fine-tune `policy_lm` in place with PPO against `reward_model`, KL-penalised toward `reference`.
 
-    on_iteration(result) is called after every iteration (a notebook's live plot).
-    checkpoint_dir: where a checkpoint is written after every iteration; with resume=True the run
-    continues from the one found there. Returns the history of figures (RLHFResult)."""
+    score_fn(texts, rollout) -> (B,) scores replaces the reward model (pass None, None for it).
+    metrics(texts) -> dict of figures about each iteration's texts, logged beside the trainer's own
+    (the course's gold taste: `review_metrics`). iteration_fn(setup, prompts, beta) -> Iteration: one
+    round of rollout and update (`ppo_iteration`, or your own). on_iteration(result) is called after every
+    iteration (a notebook's live plot). checkpoint_dir: where a checkpoint is written after every
+    iteration; with resume=True the run continues from the one found there."""
     from tqdm.auto import tqdm
 
-    from rlhf_lib.evaluate import POSITIVE_THRESHOLD, gold_sentiment
-    from rlhf_lib.reviews import PROMPTS, is_grammatical
+    from rlhf_lib.reviews import PROMPTS
 
     cfg = cfg or RLHFConfig()
     prompts = list(prompts or PROMPTS)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
-    if cfg.batch_size % world or (cfg.batch_size // world) % cfg.minibatches:
+    if cfg.batch_size % world or (cfg.batch_size // world) % cfg.minibatches \
+            or (cfg.batch_size // world) % cfg.responses_per_prompt:
         raise ValueError(f"batch_size {cfg.batch_size} must split evenly into {world} process(es) x "
-                         f"{cfg.minibatches} minibatches")
-    local_batch = cfg.batch_size // world
-
-    torch.manual_seed(cfg.seed)
-    model = PolicyWithValue(policy_lm)
-    for m in (model, reference, reward_model):
-        no_dropout(m)
-    for p in list(reference.parameters()) + list(reward_model.parameters()):
-        p.requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
-    sampler = torch.Generator().manual_seed(cfg.seed * 1000 + rank)  # different responses on every process
-    shuffler = torch.Generator().manual_seed(cfg.seed)
+                         f"{cfg.minibatches} minibatches and groups of {cfg.responses_per_prompt} responses")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs the checkpoint_dir to resume from")
+    n_prompts = cfg.batch_size // world // cfg.responses_per_prompt  # this process's prompts per iteration
+    score_fn = _score_function(reward_model, reward_tokenizer, score_fn, _device(policy_lm, accelerator))
+    setup = make_setup(policy_lm, tokenizer, reference, score_fn, cfg, accelerator)
     kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.target_kl else None
-    beta = cfg.kl_coef
-    result, start_iteration = RLHFResult(), 0
+    beta, result, start_iteration = cfg.kl_coef, RLHFResult(), 0
     if resume:
-        if checkpoint_dir is None:
-            raise ValueError("resume=True needs the checkpoint_dir to resume from")
-        state = load_checkpoint(checkpoint_dir, model, opt, rank, config=cfg, world=world)
-        sampler.set_state(state["sampler"])
-        shuffler.set_state(state["shuffler"])
+        state = load_checkpoint(checkpoint_dir, setup.model, setup.opt, rank, config=cfg, world=world)
+        setup.sampler.set_state(state["sampler"])
+        setup.shuffler.set_state(state["shuffler"])
         beta, start_iteration = state["beta"], state["iteration"]
         result.history, result.samples = state["history"], state["samples"]
         if kl_ctl:
             kl_ctl.beta = beta
-    device = accelerator.device if accelerator else next(policy_lm.parameters()).device
-    for m in (model, reference, reward_model):
-        m.to(device)
-    wrapped = accelerator.prepare(model) if accelerator else model  # DDP averages the gradients across processes
-    if accelerator:
-        opt = accelerator.prepare(opt)
-
-    def mean_over_processes(values: dict) -> dict:
-        if not accelerator or world == 1:
-            return values
-        t = torch.tensor(list(values.values()), dtype=torch.float64, device=accelerator.device)
-        t = accelerator.reduce(t, reduction="mean")
-        return dict(zip(values, t.cpu().tolist()))
-
     begin = time.perf_counter() - (result.history[-1]["seconds"] if result.history else 0.0)
     bar = tqdm(range(start_iteration, cfg.iterations), desc="PPO-RLHF", disable=not progress or rank != 0,
                initial=start_iteration, total=cfg.iterations)
     for iteration in bar:
-        for group in opt.param_groups:  # anneal the learning rate to 0
+        for group in setup.opt.param_groups:  # anneal the learning rate to 0
             group["lr"] = cfg.lr * (1.0 - iteration / cfg.iterations)
-        # -- 1-2. rollout and scores
-        batch_prompts = _prompts_for(iteration, local_batch, rank, world, prompts)
-        s = sample(model.lm, tokenizer, batch_prompts, cfg.max_new_tokens, cfg.temperature, generator=sampler,
-                   stop_at=cfg.stop_at, forced_min_tokens=cfg.forced_min_tokens)
-        ids = tuple(t.to(device) for t in (s.prompt_ids, s.prompt_mask, s.response_ids, s.response_mask))
-        mask = s.response_mask.float()  # rewards and advantages are computed on the CPU, the passes on `device`
-        with torch.no_grad():
-            _, values_old = model(*ids, temperature=cfg.temperature)
-            values_old = values_old.cpu() * mask
-            logits_ref = response_logits(reference, *ids, cfg.temperature)
-            logp_ref = logits_ref.log_softmax(-1).gather(-1, ids[2][..., None]).squeeze(-1).cpu() * mask
-            score = _score(reward_model, reward_tokenizer, s, cfg)
-        # -- 3-4. rewards, advantages, returns
-        rewards, kl = token_rewards(score, s.logp, logp_ref, mask, beta)
-        advantages, returns = gae(rewards, values_old, last_token_dones(mask), cfg.gamma, cfg.lam)
-        advantages = whiten(advantages, mask) * mask
-        on_device = lambda x: x.to(device)
-        mask_d, logp_old_d, adv_d, returns_d, values_old_d = map(on_device, (mask, s.logp, advantages, returns, values_old))
-        # -- 5. update
-        stats, first_ratio_gap = [], None
-        mb = local_batch // cfg.minibatches
-        for epoch in range(cfg.epochs):
-            order = torch.randperm(local_batch, generator=shuffler)
-            for k in range(cfg.minibatches):
-                idx = order[k * mb : (k + 1) * mb].to(device)
-                m, logp_old = mask_d[idx], logp_old_d[idx]
-                logits, values = wrapped(*(t[idx] for t in ids), temperature=cfg.temperature)
-                logp = logits.log_softmax(-1).gather(-1, ids[2][idx, :, None]).squeeze(-1)
-                if epoch == 0 and k == 0:
-                    first_ratio_gap = float(((logp.detach() - logp_old).abs() * m).max())
-                pg_loss = clipped_surrogate(logp, logp_old, adv_d[idx], cfg.clip_eps, m)
-                v_loss = value_loss(values, returns_d[idx], values_old_d[idx], cfg.value_clip_eps, m)
-                loss = pg_loss + cfg.vf_coef * v_loss
-                opt.zero_grad()
-                (accelerator.backward(loss) if accelerator else loss.backward())
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                opt.step()
-                with torch.no_grad():
-                    stats.append([float(pg_loss), float(v_loss), float(masked_mean(entropy_from_logits(logits), m)),
-                                  float(approx_kl(logp, logp_old, m)), float(clip_fraction(logp, logp_old, cfg.clip_eps, m))])
-        # -- 6. figures and beta
-        sums = lambda x: (x * mask).sum(-1)  # (B,) per response
-        log_r = logp_ref - s.logp
-        k3 = (torch.expm1(log_r) - log_r) * mask
-        gold = gold_sentiment(s.texts)
-        st = np.mean(stats, axis=0)
-        figures = mean_over_processes(dict(
-            score=float(score.mean()), gold_positive=float((gold > POSITIVE_THRESHOLD).mean()),
-            gold_sentiment=float(gold.mean()), grammatical=float(np.mean([is_grammatical(t) for t in s.texts])),
-            kl_k1=float(sums(kl).mean()), kl_k3=float(sums(k3).mean()), length=float(mask.sum(-1).mean()),
-            finished=float(s.finished.float().mean()), policy_loss=st[0], value_loss=st[1], entropy=st[2],
-            approx_kl=st[3], clip_fraction=st[4], explained_variance=explained_variance(values_old, returns, mask),
-            first_ratio_gap=first_ratio_gap))
+        it = iteration_fn(setup, _prompts_for(iteration, n_prompts, rank, world, prompts), beta)
+        figures = iteration_figures(it)
+        if metrics is not None:
+            figures.update(metrics(it.batch.texts))
+        figures = _mean_over_processes(figures, accelerator)
         figures.update(iteration=iteration + 1, beta=beta, seconds=time.perf_counter() - begin,
                        episodes=(iteration + 1) * cfg.batch_size)
         result.history.append(figures)
-        result.samples.append(s.texts[:4])
+        result.samples.append(it.batch.texts[:4])
         if kl_ctl:
             beta = kl_ctl.update(figures["kl_k1"], cfg.batch_size)
-        bar.set_postfix(score=f"{figures['score']:.2f}", pos=f"{figures['gold_positive']:.0%}",
-                        kl=f"{figures['kl_k1']:.2f}")
+        bar.set_postfix(score=f"{figures['score']:.2f}", kl=f"{figures['kl_k1']:.2f}")
         if checkpoint_dir is not None:
-            save_checkpoint(checkpoint_dir, model, opt, rank, dict(
-                iteration=iteration + 1, beta=beta, sampler=sampler.get_state(), shuffler=shuffler.get_state(),
-                history=result.history, samples=result.samples, config=asdict(cfg)), accelerator)
+            save_checkpoint(checkpoint_dir, setup.model, setup.opt, rank, dict(
+                iteration=iteration + 1, beta=beta, sampler=setup.sampler.get_state(),
+                shuffler=setup.shuffler.get_state(), history=result.history, samples=result.samples,
+                config=asdict(cfg)), accelerator)
         if on_iteration is not None and rank == 0:
             on_iteration(result)
     bar.close()
     result.seconds = time.perf_counter() - begin
     if accelerator and world > 1:  # gradients were averaged, so every process must hold the same weights
+        model = setup.model
         checksum = torch.tensor([sum(float(p.double().sum()) for p in model.parameters())], device=accelerator.device)
         spread = accelerator.gather(checksum)
         result.history[-1]["weight_checksum_spread"] = float(spread.max() - spread.min())
     return result
 
 
-# ---- evaluation
+def _mean_over_processes(values: dict, accelerator) -> dict:
+    """The figures averaged over all processes (unchanged with one)."""
+    if not accelerator or accelerator.num_processes == 1:
+        return values
+    t = torch.tensor(list(values.values()), dtype=torch.float64, device=accelerator.device)
+    t = accelerator.reduce(t, reduction="mean")
+    return dict(zip(values, t.cpu().tolist()))
+
+
+# ---- checking a learner's `ppo_iteration` (notebook 08)
+
+_PIPELINE = (("batch.response_ids", "rollout"), ("batch.logp", "rollout"), ("score", "score_responses"),
+             ("logp_ref", "reference_logprobs"), ("values", "value_estimates"), ("rewards", "kl_shaped_rewards"),
+             ("advantages", "advantages_and_returns"), ("returns", "advantages_and_returns"))
+
+
+def compare_ppo_iteration(fn, cfg: RLHFConfig | None = None, beta: float = 0.2) -> str | None:
+    """None if fn(setup, prompts, beta) -> Iteration does what `ppo_iteration` does from the same setup (the
+    course model, a reference slightly off it, the shipped reward model, a small batch): every tensor within 1e-5, the update's figures
+    within a relative 1e-4, the weights after it within 1e-3 (Adam turns rounding in near-zero gradients
+    into steps of up to the learning rate). Otherwise says what differs first, in the loop's order."""
+    from rlhf_lib.lm import COURSE_MODEL, load_model
+    from rlhf_lib.reviews import PROMPTS
+    from rlhf_lib.reward_model import load_reward_model
+
+    cfg = cfg or RLHFConfig(batch_size=8, minibatches=2, epochs=2, max_new_tokens=16)
+    score_fn = reward_model_scorer(*load_reward_model(COURSE_MODEL.parent / "reward_model"))
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(cfg.batch_size // cfg.responses_per_prompt)]
+    runs = []
+    with torch.random.fork_rng(devices=[]):
+        for f in (fn, ppo_iteration):  # yours first: an unfinished one stops at once
+            policy, tokenizer = load_model()
+            reference = load_model()[0]
+            with torch.no_grad():  # a reference a little different from the policy, so the KL term is not 0
+                reference.transformer.wte.weight.mul_(1.1)
+            runs.append((f(make_setup(policy, tokenizer, reference, score_fn, cfg), prompts, beta), policy))
+    (got, policy_got), (want, policy_want) = runs
+    if not isinstance(got, Iteration):
+        return f"return an Iteration(batch, score, logp_ref, values, rewards, advantages, returns, stats), " \
+               f"not {type(got).__name__}"
+    for name, piece in _PIPELINE:
+        a, b = (attrgetter(name)(it) for it in (want, got))  # e.g. it.batch.logp
+        b = torch.as_tensor(b).float()
+        if b.shape != a.shape or not torch.allclose(a.float(), b, atol=1e-5, rtol=0):
+            gap = "shape " + str(tuple(b.shape)) if b.shape != a.shape else f"largest gap {float((a - b).abs().max()):.3g}"
+            return f"{name} differs from the library's ({gap}); everything before it agrees: look at `{piece}`"
+    for key, value in want.stats.items():
+        if key not in got.stats or not np.isclose(got.stats[key], value, rtol=1e-4, atol=1e-7):
+            return f"the update's {key} is {got.stats.get(key)}, the library's {value}: look at `ppo_update`"
+    with torch.no_grad():
+        gap = max(float((p - q).abs().max()) for p, q in zip(policy_want.parameters(), policy_got.parameters()))
+    if gap > 1e-3:
+        return f"the policy's weights after the update differ by up to {gap:.2e}: was `ppo_update` applied once?"
+    return None
+
+
+# ---- evaluation (the course's gold taste lives here, outside the trainer)
+
+
+def review_metrics(texts: list[str]) -> dict:
+    """The course's gold figures of a batch of reviews: share positive and mean sentiment by VADER, share
+    grammatical. Pass as `train_rlhf(metrics=review_metrics)`; the trainer never optimises them."""
+    from rlhf_lib.evaluate import POSITIVE_THRESHOLD, gold_sentiment
+    from rlhf_lib.reviews import is_grammatical
+
+    gold = gold_sentiment(texts)
+    return dict(gold_positive=float((gold > POSITIVE_THRESHOLD).mean()), gold_sentiment=float(gold.mean()),
+                grammatical=float(np.mean([is_grammatical(t) for t in texts])))
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ tensors, so that the checker's comparison with the library means something.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 # ---- 00 welcome
 
@@ -208,6 +209,18 @@ def hindsight_rewards(score, length):
     return rewards, returns
 
 
+def response_logprobs(logits, response_ids, response_mask):
+    B, R = response_ids.shape
+    P = logits.shape[1] - R  # prompt positions: left padding puts every response at column P
+    logp = torch.zeros(B, R)
+    for b in range(B):
+        for j in range(R):
+            if response_mask[b, j]:
+                log_probs = logits[b, P + j - 1].float().log_softmax(-1)  # position P + j - 1 predicts token P + j
+                logp[b, j] = log_probs[response_ids[b, j]]
+    return logp
+
+
 # ---- 05 supervised fine-tuning
 
 
@@ -261,15 +274,50 @@ def last_real_index(mask):
     return last
 
 
+def reward_model_step(model, tokenizer, pairs, opt):
+    from rlhf_lib.reward_model import encode, raw_rewards
+
+    chosen = [p["prompt"] + p["chosen"] for p in pairs]
+    rejected = [p["prompt"] + p["rejected"] for p in pairs]
+    ids, mask = encode(tokenizer, chosen + rejected)  # one batch: chosen rows, then rejected rows
+    r = raw_rewards(model, ids.to(model.device), mask.to(model.device))
+    r_chosen, r_rejected = r[: len(pairs)], r[len(pairs) :]
+    loss = -torch.nn.functional.logsigmoid(r_chosen - r_rejected).mean()  # Bradley-Terry
+    opt.zero_grad()  # gradients add up unless cleared
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.detach(), r_chosen.detach(), r_rejected.detach()
+
+
 # ---- 08 PPO-RLHF
 
 
-def kl_shaped_rewards(score, logp, logp_ref, beta):
-    rewards = [-beta * (lp - lr) for lp, lr in zip(logp, logp_ref)]  # the KL penalty on every token
-    rewards[-1] += score  # the reward model's score on the last one
+def kl_shaped_rewards(score, logp, logp_ref, mask, beta):
+    rewards = torch.zeros(logp.shape)
+    for i in range(len(score)):
+        n = int(mask[i].sum())  # real tokens; the padding comes after them
+        for t in range(n):
+            rewards[i, t] = -beta * (logp[i, t] - logp_ref[i, t])  # the KL penalty on every token
+        rewards[i, n - 1] += score[i]  # the reward model's score on the last one
     return rewards
 
 
 def adaptive_beta(beta, kl, target, n, horizon):
     error = min(max(kl / target - 1.0, -0.2), 0.2)
     return beta * (1.0 + error * n / horizon)
+
+
+def ppo_iteration(setup, prompts, beta):
+    from rlhf_lib.rlhf import (Iteration, advantages_and_returns, kl_shaped_rewards, ppo_update, reference_logprobs,
+                               rollout, score_responses, value_estimates)
+
+    cfg = setup.cfg
+    batch = rollout(setup.model.lm, setup.tokenizer, prompts, cfg, setup.sampler)  # 1. sample, keep log-probs
+    score = score_responses(setup.score_fn, batch, cfg.unfinished_penalty)  # 2. score them ...
+    logp_ref = reference_logprobs(setup.reference, batch, cfg.temperature)  # ... ask the reference ...
+    values = value_estimates(setup.model, batch, cfg.temperature)  # ... and the value head, before any update
+    rewards = kl_shaped_rewards(score, batch.logp, logp_ref, batch.mask, beta)  # 3. per-token rewards
+    advantages, returns = advantages_and_returns(rewards, values, batch.mask, cfg.gamma, cfg.lam)  # 4. GAE
+    stats = ppo_update(setup, batch, advantages, returns, values)  # 5. epochs of clipped updates
+    return Iteration(batch, score, logp_ref, values, rewards, advantages, returns, stats)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from rlhf_lib.lm import encode_prompts, kl_estimates, load_model, logprobs_of, sample, stop_ids, token_kl
+from rlhf_lib.lm import compare_response_logprobs, encode_prompts, kl_estimates, load_model, logprobs_of, \
+    position_ids_from_mask, response_logprobs, sample, stop_ids, token_kl
 from rlhf_lib.pretrain import train_tokenizer
 from rlhf_lib.reviews import generate_reviews
 
@@ -54,6 +55,38 @@ def test_left_padding_changes_nothing(tokenizer):
     alone = (s.prompt_ids[:1, -2:], s.prompt_mask[:1, -2:], s.response_ids[:1], s.response_mask[:1])
     assert s.prompt_mask[0].sum() == 2  # bos + "The"
     torch.testing.assert_close(logprobs_of(model, alone), s.logp[:1], atol=1e-5, rtol=0)
+
+
+def off_by_one(logits, response_ids, response_mask):
+    """The classic mistake: read token j's log-prob from its own position instead of the one before."""
+    R = response_ids.shape[1]
+    return logits[:, -R:].log_softmax(-1).gather(-1, response_ids[..., None]).squeeze(-1) * response_mask
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_response_logprobs_from_full_logits_equal_the_sampled_ones(tokenizer, temperature):
+    from rlhf_lib import solutions
+
+    model = tiny_model(tokenizer, 0)
+    s = sample(model, tokenizer, PROMPTS * 2, max_new_tokens=12, temperature=temperature, seed=2)
+    mask = torch.cat([s.prompt_mask, s.response_mask], dim=1)
+    with torch.no_grad():
+        logits = model(input_ids=torch.cat([s.prompt_ids, s.response_ids], 1), attention_mask=mask,
+                       position_ids=position_ids_from_mask(mask)).logits / temperature
+    for gather in (response_logprobs, solutions.response_logprobs):
+        torch.testing.assert_close(gather(logits, s.response_ids, s.response_mask), s.logp, atol=1e-5, rtol=0)
+    assert (off_by_one(logits, s.response_ids, s.response_mask) - s.logp).abs().max() > 0.1
+    with torch.no_grad():  # the solution plugged into logprobs_of gives the library's numbers
+        torch.testing.assert_close(logprobs_of(model, s, gather=solutions.response_logprobs), logprobs_of(model, s),
+                                   atol=1e-6, rtol=0)
+
+
+def test_the_logprob_checker_finds_plausible_mistakes():
+    from rlhf_lib import solutions
+
+    assert compare_response_logprobs(solutions.response_logprobs) is None  # on the course model
+    assert "predict the token at t + 1" in compare_response_logprobs(off_by_one)
+    assert "padding" in compare_response_logprobs(lambda logits, ids, mask: response_logprobs(logits, ids, mask) + 1 - mask)
 
 
 def test_stops_at_end_of_text(tokenizer):

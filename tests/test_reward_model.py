@@ -9,8 +9,9 @@ import torch
 
 from rlhf_lib.feedback import SimulatedAnnotator, label_pairs, to_pairs
 from rlhf_lib.reward_model import (
-    RewardConfig, bradley_terry_loss, calibration, encode, last_token_index, load_reward_model, make_reward_model,
-    normalize_on, pair_accuracy, raw_rewards, score_texts, train_reward_model,
+    CHECK_PAIRS, RewardConfig, bradley_terry_loss, calibration, compare_reward_model_step, encode, last_token_index,
+    load_reward_model, make_reward_model, normalize_on, pair_accuracy, raw_rewards, reward_model_step, score_texts,
+    train_reward_model,
 )
 
 
@@ -147,3 +148,72 @@ def test_length_grouped_batches_cover_every_pair_once_and_group_lengths():
     plain = _batches(lengths, 8, 25, False, torch.Generator().manual_seed(0))
     grouped = _batches(lengths, 8, 25, True, torch.Generator().manual_seed(0))
     assert spread(grouped) < spread(plain) / 2  # much less padding per batch
+
+
+def fresh_reward_model():
+    torch.manual_seed(0)
+    model, tokenizer = make_reward_model()
+    return model.eval(), tokenizer
+
+
+def test_reward_model_step_equals_a_hand_step_text_by_text():
+    """One step: rewards of each text scored alone (no padding), the loss -mean log sigmoid, the gradient
+    clipped to norm 1, one SGD step: the same rewards, loss and weights as the batched step."""
+    import copy
+
+    model, tokenizer = fresh_reward_model()
+    model.score.weight.data *= 30  # gradients well above norm 1, so the clipping shows
+    hand = copy.deepcopy(model)
+    pairs = CHECK_PAIRS[:4]
+    alone = lambda text: raw_rewards(hand, *encode(tokenizer, [text]))[0]
+    r_c = torch.stack([alone(p["prompt"] + p["chosen"]) for p in pairs])
+    r_r = torch.stack([alone(p["prompt"] + p["rejected"]) for p in pairs])
+    loss = torch.log1p(torch.exp(-(r_c - r_r))).mean()
+    loss.backward()
+    assert torch.nn.utils.clip_grad_norm_(hand.parameters(), 1.0) > 2
+    before = [p.detach().clone() for p in model.parameters()]
+    got = reward_model_step(model, tokenizer, pairs, torch.optim.SGD(model.parameters(), lr=0.1))
+    torch.testing.assert_close(got[0], loss.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[1], r_c.detach(), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(got[2], r_r.detach(), atol=1e-4, rtol=1e-5)
+    for p0, p1, q in zip(before, model.parameters(), hand.parameters()):
+        torch.testing.assert_close(p0 - p1.detach(), 0.1 * q.grad, atol=1e-6, rtol=1e-4)
+
+
+def test_the_solution_step_plugged_in_trains_like_the_library():
+    from rlhf_lib import solutions
+
+    pairs = CHECK_PAIRS * 2
+    cfg = RewardConfig(epochs=2, batch_size=4, warmup=2)
+    runs = []
+    for step_fn in (reward_model_step, solutions.reward_model_step):
+        model, tokenizer = fresh_reward_model()
+        runs.append((train_reward_model(model, tokenizer, pairs, cfg, progress=False, step_fn=step_fn), model))
+    (a, model_a), (b, model_b) = runs
+    assert a.losses == b.losses and a.accuracies == b.accuracies and len(a.losses) == 8
+    for p, q in zip(model_a.parameters(), model_b.parameters()):
+        torch.testing.assert_close(p, q, atol=0, rtol=0)
+    assert compare_reward_model_step(solutions.reward_model_step) is None
+
+
+def test_the_step_checker_finds_plausible_mistakes():
+    def without(clip=True, zero=True):
+        def step(model, tokenizer, pairs, opt):
+            texts = [p["prompt"] + p["chosen"] for p in pairs] + [p["prompt"] + p["rejected"] for p in pairs]
+            r = raw_rewards(model, *encode(tokenizer, texts))
+            loss = bradley_terry_loss(r[: len(pairs)], r[len(pairs) :])
+            if zero:
+                opt.zero_grad()
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            return loss.detach(), r[: len(pairs)].detach(), r[len(pairs) :].detach()
+        return step
+
+    assert compare_reward_model_step(without()) is None
+    assert "the update differs" in compare_reward_model_step(without(clip=False))
+    assert "the update differs" in compare_reward_model_step(without(zero=False))
+    swapped = lambda m, t, pairs, o: reward_model_step(m, t, [dict(p, chosen=p["rejected"], rejected=p["chosen"])
+                                                              for p in pairs], o)
+    assert "step 1: r_chosen" in compare_reward_model_step(swapped)

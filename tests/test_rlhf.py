@@ -1,15 +1,19 @@
-"""PPO-RLHF: rewards, the KL controller, exact first ratios, KL sign, determinism, resuming."""
+"""PPO-RLHF: each piece against an independent computation, the KL controller, exact first ratios, KL sign,
+determinism, resuming, a learner's loop plugged in, and a run that learns a probe reward."""
 
+import copy
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from rlhf_lib.lm import load_model, logprobs_of, sample
+from rlhf_lib.lm import load_model, logprobs_of, sample, stop_ids
 from rlhf_lib.reward_model import make_reward_model
-from rlhf_lib.rlhf import AdaptiveKLController, PolicyWithValue, RLHFConfig, last_token_dones, token_rewards, \
-    train_rlhf
+from rlhf_lib.reviews import PROMPTS
+from rlhf_lib.rlhf import AdaptiveKLController, PolicyWithValue, RLHFConfig, advantages_and_returns, \
+    compare_ppo_iteration, iteration_figures, kl_shaped_rewards, last_token_dones, make_setup, ppo_iteration, \
+    ppo_update, reference_logprobs, rollout, score_responses, token_rewards, train_rlhf, value_estimates
 
 SMALL = dict(batch_size=16, max_new_tokens=24, minibatches=2, epochs=2)
 
@@ -120,9 +124,206 @@ def test_bad_settings_are_refused(reward, tmp_path):
         RLHFConfig(batch_size=4, minibatches=8)
     with pytest.raises(ValueError, match="kl_coef"):
         RLHFConfig(kl_coef=-0.1)
+    with pytest.raises(ValueError, match="responses_per_prompt"):
+        RLHFConfig(batch_size=16, responses_per_prompt=3)
+    with pytest.raises(ValueError, match="score_fn"):
+        policy, tok = load_model()
+        train_rlhf(policy, tok, None, None, load_model()[0], RLHFConfig(**SMALL))
     with pytest.raises(ValueError, match="split evenly"):
         run(reward, batch_size=15, minibatches=2)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         policy, tok = load_model()
         train_rlhf(policy, tok, *reward, load_model()[0], RLHFConfig(**SMALL), checkpoint_dir=tmp_path, resume=True)
     assert math.isfinite(RLHFConfig().lr)
+
+
+# ---- the pieces, each against an independent computation
+
+
+def zero_score(texts, batch):
+    return torch.zeros(len(texts))
+
+
+def row_by_row(model, batch, b):
+    """Logits predicting row b's real response tokens and the hidden states there, from a forward pass over
+    that row alone: no padding, default positions."""
+    p = batch.prompt_ids[b][batch.prompt_mask[b].bool()]
+    n = int(batch.response_mask[b].sum())
+    out = model(torch.cat([p, batch.response_ids[b, :n]])[None], output_hidden_states=True)
+    return out.logits[0, len(p) - 1 : len(p) + n - 1], out.hidden_states[-1][0, len(p) - 1 : len(p) + n - 1], n
+
+
+def test_rollout_samples_k_responses_per_prompt():
+    policy, tok = load_model()
+    cfg = RLHFConfig(batch_size=6, responses_per_prompt=3, max_new_tokens=16, temperature=0.8)
+    batch = rollout(policy, tok, ["The plot was", "Overall,"], cfg, torch.Generator().manual_seed(0))
+    assert batch.prompts == ["The plot was"] * 3 + ["Overall,"] * 3 and batch.group.tolist() == [0, 0, 0, 1, 1, 1]
+    assert len(set(batch.texts[:3])) > 1, "three draws for one prompt should not all be the same"
+    stops = torch.tensor(list(stop_ids(tok, "sentence")))
+    with torch.no_grad():
+        for b in range(6):
+            logits, _, n = row_by_row(policy, batch, b)
+            logp = (logits / 0.8).log_softmax(-1)[torch.arange(n), batch.response_ids[b, :n]]
+            torch.testing.assert_close(batch.logp[b, :n], logp, atol=1e-5, rtol=0)
+            assert batch.finished[b] == bool(torch.isin(batch.response_ids[b, :n], stops).any())
+            assert batch.texts[b] == batch.prompts[b] + tok.decode(batch.response_ids[b, :n], skip_special_tokens=True)
+    assert (batch.logp * (1 - batch.mask)).abs().max() == 0
+
+
+def test_scoring_pieces_by_hand_and_by_a_fresh_forward_pass():
+    policy, tok = load_model()
+    reference, _ = load_model()
+    with torch.no_grad():  # a reference that differs from the policy
+        reference.transformer.wte.weight.mul_(1.3)
+    cfg = RLHFConfig(batch_size=4, max_new_tokens=3)  # 3 tokens: some responses are cut off
+    batch = rollout(policy, tok, list(PROMPTS[:4]), cfg, torch.Generator().manual_seed(1))
+    assert not batch.finished.all() and batch.finished.any(), "want both finished and unfinished responses"
+    score = score_responses(lambda texts, b: torch.tensor([1.0, 2.0, 3.0, 4.0]), batch, 0.5)
+    torch.testing.assert_close(score, torch.tensor([1.0, 2.0, 3.0, 4.0]) - 0.5 * (~batch.finished).float())
+    with pytest.raises(ValueError, match="one number per text"):
+        score_responses(lambda texts, b: torch.zeros(len(texts) + 1), batch, 0.5)
+    model = PolicyWithValue(policy).eval()
+    torch.nn.init.normal_(model.value_head.weight, std=0.1)
+    logp_ref, values = reference_logprobs(reference, batch, 0.7), value_estimates(model, batch, 0.7)
+    with torch.no_grad():
+        for b in range(4):
+            logits, _, n = row_by_row(reference.eval(), batch, b)
+            expected = (logits / 0.7).log_softmax(-1)[torch.arange(n), batch.response_ids[b, :n]]
+            torch.testing.assert_close(logp_ref[b, :n], expected, atol=1e-5, rtol=0)
+            _, hidden, n = row_by_row(policy, batch, b)
+            torch.testing.assert_close(values[b, :n], model.value_head(hidden).squeeze(-1), atol=1e-5, rtol=0)
+    assert (logp_ref * (1 - batch.mask)).abs().max() == 0 and (values * (1 - batch.mask)).abs().max() == 0
+
+
+def test_kl_shaped_rewards_against_a_plain_loop():
+    g = torch.Generator().manual_seed(0)
+    lengths = [5, 1, 3]
+    mask = torch.tensor([[1.0] * n + [0.0] * (5 - n) for n in lengths])
+    logp, logp_ref, score = -torch.rand(3, 5, generator=g) * mask, -torch.rand(3, 5, generator=g) * mask, torch.randn(3)
+    rewards = kl_shaped_rewards(score, logp, logp_ref, mask, beta=0.3)
+    for i, n in enumerate(lengths):
+        for t in range(5):
+            expected = (-0.3 * (float(logp[i, t]) - float(logp_ref[i, t])) if t < n else 0.0) + \
+                (float(score[i]) if t == n - 1 else 0.0)
+            assert float(rewards[i, t]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_advantages_are_gae_per_response_then_whitened_over_real_tokens():
+    g = torch.Generator().manual_seed(0)
+    lengths, gamma, lam = [4, 2, 6], 0.9, 0.8
+    mask = torch.tensor([[1.0] * n + [0.0] * (6 - n) for n in lengths])
+    rewards, values = torch.randn(3, 6, generator=g) * mask, torch.randn(3, 6, generator=g) * mask
+    advantages, returns = advantages_and_returns(rewards, values, mask, gamma, lam)
+    raw = []
+    for i, n in enumerate(lengths):
+        r, v = rewards[i, :n].double().tolist(), values[i, :n].double().tolist() + [0.0]  # the episode ends at n
+        deltas = [r[t] + gamma * v[t + 1] - v[t] for t in range(n)]
+        a = [sum((gamma * lam) ** (k - t) * deltas[k] for k in range(t, n)) for t in range(n)]
+        torch.testing.assert_close(returns[i, :n].double(), torch.tensor(a, dtype=torch.float64) + torch.tensor(v[:n], dtype=torch.float64), atol=1e-5, rtol=0)
+        raw += a
+    raw = np.array(raw)
+    whitened = (raw - raw.mean()) / raw.std()
+    torch.testing.assert_close(advantages[mask.bool()].double(), torch.tensor(whitened), atol=1e-5, rtol=0)
+    assert (advantages * (1 - mask)).abs().max() == 0
+
+
+def test_ppo_update_equals_the_loss_recomputed_row_by_row():
+    policy, tok = load_model()
+    cfg = RLHFConfig(batch_size=6, responses_per_prompt=2, minibatches=1, epochs=1, max_new_tokens=12)
+    setup = make_setup(policy, tok, load_model()[0], zero_score, cfg)
+    torch.nn.init.normal_(setup.model.value_head.weight, std=0.1)
+    setup.opt = torch.optim.SGD(setup.model.parameters(), lr=1.0)  # so the weights move by minus the clipped gradient
+    batch = rollout(policy, tok, list(PROMPTS[:3]), cfg, setup.sampler)
+    values = value_estimates(setup.model, batch, cfg.temperature)
+    g = torch.Generator().manual_seed(0)
+    advantages, returns = torch.randn(batch.mask.shape, generator=g) * batch.mask, torch.randn(batch.mask.shape, generator=g)
+    hand, before = copy.deepcopy(setup.model), [p.detach().clone() for p in setup.model.parameters()]
+    pg, vl = [], []
+    for b in range(6):
+        logits, hidden, n = row_by_row(hand.lm, batch, b)
+        ratio = torch.exp(logits.log_softmax(-1)[torch.arange(n), batch.response_ids[b, :n]] - batch.logp[b, :n])
+        A, G, v_old = advantages[b, :n], returns[b, :n], values[b, :n]
+        pg.append(-torch.minimum(ratio * A, ratio.clamp(0.8, 1.2) * A))
+        v = hand.value_head(hidden).squeeze(-1)
+        vl.append(0.5 * torch.maximum((v - G) ** 2, (v_old + (v - v_old).clamp(-0.2, 0.2) - G) ** 2))
+    pg, vl = torch.cat(pg).mean(), torch.cat(vl).mean()
+    (pg + cfg.vf_coef * vl).backward()
+    torch.nn.utils.clip_grad_norm_(hand.parameters(), cfg.max_grad_norm)
+    stats = ppo_update(setup, batch, advantages, returns, values)
+    assert stats["policy_loss"] == pytest.approx(float(pg.detach()), abs=1e-5)
+    assert stats["value_loss"] == pytest.approx(float(vl.detach()), abs=1e-5) and stats["first_ratio_gap"] < 1e-5
+    for p0, p1, q in zip(before, setup.model.parameters(), hand.parameters()):
+        torch.testing.assert_close(p0 - p1.detach(), q.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_iteration_figures_by_hand():
+    policy, tok = load_model()
+    cfg = RLHFConfig(batch_size=4, minibatches=1, epochs=1, max_new_tokens=10)
+    reference = load_model()[0]
+    with torch.no_grad():
+        reference.transformer.wte.weight.mul_(1.2)
+    it = ppo_iteration(make_setup(policy, tok, reference, zero_score, cfg), list(PROMPTS[:4]), beta=0.1)
+    figures, n = iteration_figures(it), it.batch.mask.sum(-1)
+    k1 = [float((it.batch.logp[b] - it.logp_ref[b])[: int(n[b])].sum()) for b in range(4)]
+    r = [torch.exp(it.logp_ref[b] - it.batch.logp[b])[: int(n[b])] for b in range(4)]
+    k3 = [float((x - 1 - torch.log(x)).sum()) for x in r]
+    assert figures["kl_k1"] == pytest.approx(np.mean(k1), abs=1e-5) and figures["kl_k3"] == pytest.approx(np.mean(k3), abs=1e-5)
+    assert figures["length"] == float(n.mean()) and figures["score"] == float(it.score.mean())
+    assert figures["policy_loss"] == it.stats["policy_loss"]
+
+
+# ---- a learner's loop plugged in; a run that learns
+
+
+def test_the_solution_loop_plugged_in_gives_the_librarys_numbers(reward):
+    from rlhf_lib import solutions
+
+    policy, tok = load_model()
+    cfg = RLHFConfig(iterations=2, **SMALL)
+    theirs = train_rlhf(policy, tok, *reward, load_model()[0], cfg, progress=False, iteration_fn=solutions.ppo_iteration)
+    ours, policy_ours = run(reward, iterations=2)
+    strip = lambda h: {k: v for k, v in h.items() if k != "seconds"}
+    assert [strip(h) for h in theirs.history] == [strip(h) for h in ours.history]
+    for p, q in zip(policy.parameters(), policy_ours.parameters()):
+        torch.testing.assert_close(p, q, atol=0, rtol=0)
+
+
+def test_the_loop_checker_finds_a_plausible_mistake():
+    from rlhf_lib import solutions
+    from rlhf_lib import rlhf
+
+    assert compare_ppo_iteration(solutions.ppo_iteration) is None
+
+    def without_whitening(setup, prompts, beta):  # GAE, but the advantages left raw
+        real = rlhf.advantages_and_returns
+        try:
+            rlhf.advantages_and_returns = lambda r, v, m, g, l: (rlhf.gae(r, v, last_token_dones(m), g, l)[0] * m,
+                                                                 rlhf.gae(r, v, last_token_dones(m), g, l)[1])
+            return solutions.ppo_iteration(setup, prompts, beta)
+        finally:
+            rlhf.advantages_and_returns = real
+
+    def with_the_wrong_kl_sign(setup, prompts, beta):
+        return solutions.ppo_iteration(setup, prompts, -beta)
+
+    assert "advantages" in compare_ppo_iteration(without_whitening)
+    assert "rewards" in compare_ppo_iteration(with_the_wrong_kl_sign)
+
+
+def test_rlhf_learns_a_probe_reward():
+    """Reward 1 when the response says "not": a fifth of the course model's sentences do. A short run should
+    make nearly all of them say it (measured on fresh samples, far beyond the noise of 128 of them)."""
+    def says_not(texts, batch):
+        return torch.tensor([float(" not" in t[len(p):]) for t, p in zip(texts, batch.prompts)])
+
+    def rate(policy, tok):
+        s = sample(policy, tok, [PROMPTS[i % len(PROMPTS)] for i in range(128)], 24, seed=7, stop_at="sentence")
+        return np.mean([" not" in r for r in s.responses])
+
+    policy, tok = load_model()
+    before = rate(policy, tok)
+    cfg = RLHFConfig(iterations=5, batch_size=16, minibatches=2, epochs=4, max_new_tokens=24, lr=5e-4, kl_coef=0.02,
+                     target_kl=None)
+    result = train_rlhf(policy, tok, None, None, load_model()[0], cfg, progress=False, score_fn=says_not)
+    after = rate(policy, tok)
+    assert before < 0.35 and after > before + 0.35, (before, after, result.series("score"))
