@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from rlhf_lib.checkpoint import load_checkpoint, save_checkpoint
-from rlhf_lib.lm import position_ids_from_mask, response_logits, sample, token_kl
+from rlhf_lib.lm import Samples, position_ids_from_mask, response_logits, sample, token_kl
 from rlhf_lib.ppo import approx_kl, clip_fraction, clipped_surrogate, entropy_from_logits, explained_variance, gae, \
     masked_mean, value_loss, whiten
 from rlhf_lib.runtime import check_count, check_finite_fields, check_optional_positive, check_positive, \
@@ -167,26 +167,11 @@ def gather_logp(logits: torch.Tensor, response_ids: torch.Tensor) -> torch.Tenso
 
 
 @dataclass
-class Rollout:
-    """One iteration's responses: B = N prompts x k responses, each prompt's k rows next to each other."""
+class Rollout(Samples):
+    """One iteration's responses (`lm.Samples`: tokens, masks, log-probs recorded while sampling, texts,
+    finished), B = N prompts x k responses, each prompt's k rows next to each other."""
 
-    prompts: list[str]
-    """(B) the prompt of each row"""
-    prompt_ids: torch.Tensor
-    """(B, P) left-padded prompt tokens"""
-    prompt_mask: torch.Tensor
-    """(B, P) 1 for real prompt tokens"""
-    response_ids: torch.Tensor
-    """(B, R) sampled tokens, right-padded"""
-    response_mask: torch.Tensor
-    """(B, R) 1 for tokens the policy chose (the stop token included)"""
-    logp: torch.Tensor
-    """(B, R) log pi_old(token | text so far) recorded while sampling, 0 at pads"""
-    texts: list[str]
-    """(B) prompt + response"""
-    finished: torch.Tensor
-    """(B,) True where the response ended with a stop token"""
-    group: torch.Tensor
+    group: torch.Tensor | None = None
     """(B,) index of the row's prompt among the N: rows with the same index answer the same prompt"""
 
     @property
@@ -205,8 +190,7 @@ def rollout(policy_lm, tokenizer, prompts: list[str], cfg: RLHFConfig, generator
     s = sample(policy_lm, tokenizer, [p for p in prompts for _ in range(k)], cfg.max_new_tokens, cfg.temperature,
                generator=generator, stop_at=cfg.stop_at, forced_min_tokens=cfg.forced_min_tokens)
     group = torch.arange(len(prompts)).repeat_interleave(k)  # (B,)
-    return Rollout(s.prompts, s.prompt_ids, s.prompt_mask, s.response_ids, s.response_mask, s.logp, s.texts,
-                   s.finished, group)
+    return Rollout(**vars(s), group=group)
 
 
 # ---- 2. scoring
