@@ -4,6 +4,7 @@
     python benchmarks/whole_review_pool.py train 1000 4     # the training reviews: groups of 4 per start
     python benchmarks/whole_review_features.py             # frozen hidden states (for the "frozen" options)
     python benchmarks/whole_review_reward.py [OPTION ...]   # train and measure; writes results/whole_review_reward.json
+    python benchmarks/whole_review_reward.py --max-seconds 900 OPTION   # stop training after 15 minutes, then measure
 
 Reviews are sampled from the shipped course model to end-of-text, from starts drawn by
 `rlhf_lib.whole_reviews.review_starts` (a third course prompts, a third other openings of the language,
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from rlhf_lib.evaluate import gold_sentiment
 from rlhf_lib.feedback import SimulatedAnnotator, sigmoid
 from rlhf_lib.reward_model import RewardConfig, make_reward_model
-from rlhf_lib.whole_reviews import gold_agreement, label_groups, train_on_groups
+from rlhf_lib.whole_reviews import gold_agreement, label_groups, train_on_groups, zero_head
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL = ROOT / "runs/whole_reviews"
@@ -49,7 +50,13 @@ OPTIONS = {
     "2k groups of 4 (12k pairs), sum, 4 epochs": (2000, "all", "sum", 4, 5e-4, 0.1),
     "3k groups of 4 (18k pairs), sum, 3 epochs": (3000, "all", "sum", 3, 5e-4, 0.1),
     "4k groups of 4 (24k pairs), sum, 2 epochs": (4000, "all", "sum", 2, 5e-4, 0.1),
+    "1k groups of 4, every pair of a batch's 64 reviews (124k pairs), sum, zero-initialised head":
+        (1000, "batch", "sum", 8, 5e-4, 0.1),
+    "1k groups of 4, every pair of a batch's 64 reviews (124k pairs), last token, zero-initialised head":
+        (1000, "batch", "last", 8, 5e-4, 0.1),
 }
+# options whose head starts at zero (`zero_head`): every reward 0 before the first step
+ZERO_HEAD = {name for name in OPTIONS if name.endswith("zero-initialised head")}
 
 
 class CachedAnnotator(SimulatedAnnotator):
@@ -98,7 +105,7 @@ def training_groups(pool, n_groups: int, pairing: str) -> list[tuple[str, list[s
     return out
 
 
-def run(name: str, pool, heldout) -> dict:
+def run(name: str, pool, heldout, max_seconds=None) -> dict:
     n_groups, pairing, pooling, epochs, lr, temperature = OPTIONS[name]
     groups = training_groups(pool, n_groups, pairing)
     labelled = label_groups(CachedAnnotator(temperature, seed=0), groups)
@@ -107,17 +114,24 @@ def run(name: str, pool, heldout) -> dict:
     per_batch = {"all": 16, "disjoint": 32, "batch": 1}[pairing]
     model, tok = make_reward_model(pooling="sum" if pooling == "sum" else "last")
     model.config.reward_pooling = pooling
+    if name in ZERO_HEAD:
+        zero_head(model)
     cfg = RewardConfig(epochs=epochs, lr=lr)
     cpu = time.process_time()
-    result = train_on_groups(model, tok, labelled, cfg, groups_per_batch=per_batch, progress=True)
+    result = train_on_groups(model, tok, labelled, cfg, groups_per_batch=per_batch, progress=True,
+                             max_seconds=max_seconds)
     cpu = time.process_time() - cpu
     report = gold_agreement(model, tok, heldout)
     return dict(n_groups=n_groups, pairing=pairing, pooling=pooling, epochs=epochs, lr=lr,
                 annotator_temperature=temperature, n_train_pairs=n_pairs,
                 n_train_reviews=sum(len(set(rs)) for _, rs in groups), steps=len(result.losses),
+                planned_steps=epochs * max(1, len(labelled) // per_batch),
                 gold_accuracy=report["gold_accuracy"], n_heldout=report["n_decided"], by_gap=report["by_gap"],
                 training_seconds=round(result.seconds, 1), training_cpu_seconds=round(cpu, 1),
-                final_train_loss=sum(result.losses[-20:]) / 20)
+                final_train_loss=sum(result.losses[-20:]) / 20, zero_head=name in ZERO_HEAD,
+                # mean training loss of each block of 25 steps
+                loss_curve=[round(sum(c) / len(c), 4) for c in (result.losses[i : i + 25]
+                                                                for i in range(0, len(result.losses), 25))])
 
 
 # ---- frozen backbone: linear heads on the course model's hidden states (whole_review_features.py)
@@ -230,6 +244,11 @@ def gold_structure(heldout) -> dict:
 
 
 def main(names: list[str]):
+    max_seconds = None
+    if names[:1] == ["--max-seconds"]:
+        if len(names) < 2 or not names[1].replace(".", "", 1).isdigit() or float(names[1]) <= 0:
+            sys.exit("--max-seconds needs a positive number of seconds")
+        max_seconds, names = float(names[1]), names[2:]
     if names == ["baseline"]:
         results = json.loads(RESULTS.read_text()) if RESULTS.exists() else dict(runs={})
         results["base_model_whole_reviews"] = base_model_rates()
@@ -249,7 +268,7 @@ def main(names: list[str]):
             features = features or torch.load(POOL / "features_layers.pt")
             results["runs"][name] = run_probe(name, pool, heldout, features)
         else:
-            results["runs"][name] = run(name, pool, heldout)
+            results["runs"][name] = run(name, pool, heldout, max_seconds)
         results.update(date=str(date.today()), machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads",
                        torch=torch.__version__, n_heldout_pairs=len(heldout),
                        commit=subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

@@ -154,12 +154,27 @@ def pooled_rewards(model, ids, mask):
     return (scores * mask).sum(-1) / mask.sum(-1)
 
 
+def zero_head(model):
+    """Set the reward model's scalar head to zero, in place, and return the model: every reward is then
+    exactly 0 before training, so the first steps start from "no preference" instead of a random ranking
+    (with sum pooling a random head adds up to large, noisy rewards over a long review)."""
+    import torch
+
+    with torch.no_grad():
+        model.score.weight.zero_()  # (1, d); the head has no bias
+        if getattr(model.score, "bias", None) is not None:
+            model.score.bias.zero_()
+    return model
+
+
 def train_on_groups(model, tokenizer, groups: list[list[dict]], cfg=None, groups_per_batch: int = 16,
-                    progress: bool = True):
+                    progress: bool = True, max_seconds: float | None = None):
     """Fit a reward model in place on labelled pairs that come in groups (`label_groups`): a batch is
     `groups_per_batch` groups, each distinct text is scored once, and the Bradley-Terry loss is the mean
     over every labelled pair of the batch. With groups of one pair this is `train_reward_model`'s step.
-    `cfg` is a `RewardConfig` (epochs, lr, warmup, seed; its batch_size is not used)."""
+    `cfg` is a `RewardConfig` (epochs, lr, warmup, seed; its batch_size is not used).
+    `max_seconds`: stop after the first step that ends past this many seconds of training (the learning-rate
+    schedule stays the one planned for all the epochs); `len(result.losses)` says how many steps ran."""
     import time
 
     import torch
@@ -169,6 +184,8 @@ def train_on_groups(model, tokenizer, groups: list[list[dict]], cfg=None, groups
 
     cfg = cfg or RewardConfig()
     check_count("groups_per_batch", groups_per_batch)
+    if max_seconds is not None:
+        check_positive("max_seconds", max_seconds)
     groups = [g for g in groups if g]
     if not groups:
         raise ValueError("no labelled pairs to train on (every group was empty or all ties)")
@@ -203,6 +220,10 @@ def train_on_groups(model, tokenizer, groups: list[list[dict]], cfg=None, groups
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
+            if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                break
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            break
     bar.close()
     model.eval()
     result.seconds = time.perf_counter() - start

@@ -3,6 +3,7 @@ pair, the group trainer's loss equals a pair-by-pair recomputation, the mean hea
 forward pass, and gold agreement equals `pair_accuracy`'s."""
 
 import itertools
+import math
 from collections import Counter
 
 import pytest
@@ -15,7 +16,7 @@ from rlhf_lib.reviews import PROMPTS, generate_reviews, is_grammatical
 from rlhf_lib.reward_model import RewardConfig, encode, make_reward_model, pair_accuracy
 from rlhf_lib.whole_reviews import (
     gold_agreement, label_groups, language_openings, pooled_rewards, review_starts, sample_whole_pairs,
-    train_on_groups,
+    train_on_groups, zero_head,
 )
 
 
@@ -92,6 +93,37 @@ def test_group_step_loss_equals_pair_by_pair(rm_no_dropout, pooling):
     result = train_on_groups(model, tok, groups, RewardConfig(epochs=1, lr=1e-4), groups_per_batch=2, progress=False)
     assert len(result.losses) == 1
     assert result.losses[0] == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["last", "sum", "mean"])
+def test_zero_head_starts_at_no_preference_and_still_learns(rm_no_dropout, pooling):
+    model, tok = rm_no_dropout
+    model.config.reward_pooling = pooling
+    texts = ["The plot was good.", "I expected more. The music was dull, but the ending was lovely."]
+    with torch.no_grad():
+        before = pooled_rewards(model, *encode(tok, texts))
+        assert (before != 0).all()  # the fresh random head has an opinion
+        zero_head(model)
+        after = pooled_rewards(model, *encode(tok, texts))
+    assert torch.equal(after, torch.zeros(len(texts)))
+    groups = [[dict(prompt="The plot was", chosen=" great.", rejected=" dull.")],
+              [dict(prompt="", chosen="What a lovely film!", rejected="The ending was weak.")]]
+    result = train_on_groups(model, tok, groups, RewardConfig(epochs=2, lr=1e-3, warmup=1), groups_per_batch=2,
+                             progress=False)
+    assert result.losses[0] == pytest.approx(math.log(2), abs=1e-7)  # Bradley-Terry at margin 0: -log sigmoid(0)
+    assert result.losses[1] < math.log(2)  # the head (and, through it, the backbone) moves off zero
+
+
+def test_max_seconds_stops_after_the_step_that_runs_past_it(rm_no_dropout):
+    model, tok = rm_no_dropout
+    groups = [[dict(prompt="The plot was", chosen=" great.", rejected=" dull.")],
+              [dict(prompt="", chosen="What a lovely film!", rejected="The ending was weak.")]]
+    cfg = RewardConfig(epochs=3, lr=1e-4)
+    with pytest.raises(ValueError, match="max_seconds"):
+        train_on_groups(model, tok, groups, cfg, groups_per_batch=1, progress=False, max_seconds=0)
+    assert len(train_on_groups(model, tok, groups, cfg, groups_per_batch=1, progress=False,
+                               max_seconds=1e-9).losses) == 1
+    assert len(train_on_groups(model, tok, groups, cfg, groups_per_batch=1, progress=False).losses) == 3 * 2
 
 
 def test_mean_pooling_ignores_padding(rm_no_dropout):
