@@ -22,6 +22,20 @@ nothing else. Writers lock the file (`flock`), so several labelers may share one
 line cut off by a crash is reported (`TornTailError`) and repaired by `repair_torn_tail`, which
 moves the cut-off bytes to `<file>.torn`; a last record that only lacks its end of line is read
 as usual and ended before the next append. Files are UTF-8; a byte-order mark is accepted.
+
+Ratings. In rating mode an annotator scores one completion from 1 (worst) to 5 (best). A rating is a
+line of the same file with `completion` and `rating` in place of `completion_a`, `completion_b` and
+`choice` (`RatingRecord`):
+
+    {"prompt": ..., "completion": ..., "rating": 1 | 2 | 3 | 4 | 5, "annotator": ..., "model": ...,
+     "time": ..., "id": ...}
+
+Files without ratings load as before; `is_rating(record)` tells the two kinds apart. `load_preferences`
+converts ratings instead of ignoring them, because two ratings are a comparison the annotator made
+implicitly: for every two ratings by the same annotator of different completions of the same prompt,
+the higher-rated completion is preferred (`ratings_to_preferences`). Equal ratings are dropped, as a tie
+tells a reward model nothing about direction; ratings by different annotators are never paired, since
+one person's 4 need not mean another's 4. `to_pairs` then sees only "a"/"b"/"tie" records.
 """
 
 from __future__ import annotations
@@ -71,10 +85,55 @@ class PreferenceRecord:
         validate(asdict(self))
 
 
+RATINGS = (1, 2, 3, 4, 5)
+RATING_FIELDS = ("prompt", "completion", "annotator", "time", "model")
+
+
+@dataclass
+class RatingRecord:
+    prompt: str
+    completion: str
+    rating: int
+    """1 (worst) to 5 (best)"""
+    annotator: str
+    """who rated"""
+    model: str = "course model"
+    """which model wrote the completion"""
+    time: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    """when, in UTC"""
+    id: str = field(default_factory=lambda: new_id())
+    """a unique name for the record, so that an undo removes exactly this one"""
+
+    def __post_init__(self):
+        validate(asdict(self))
+
+
+def is_rating(record: dict) -> bool:
+    """True for a rating record (it has a "rating" field), False for a preference record."""
+    return "rating" in record
+
+
+def _validate_rating(record: dict, where: str) -> dict:
+    missing = [k for k in RATING_FIELDS if k not in record]
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {missing} of a rating record")
+    for k in RATING_FIELDS:
+        if not isinstance(record[k], str):
+            raise ValueError(f"{where}: field {k!r} must be text, got {record[k]!r}")
+    rating = record["rating"]
+    if isinstance(rating, bool) or rating not in RATINGS:
+        raise ValueError(f"{where}: field 'rating' must be one of {RATINGS}, got {rating!r}")
+    if "id" in record and (not isinstance(record["id"], str) or not record["id"]):
+        raise ValueError(f"{where}: field 'id' must be non-empty text, got {record['id']!r}")
+    return record
+
+
 def validate(record: dict, where: str = "record") -> dict:
-    """Raise ValueError with a clear message unless `record` is a well-formed preference record."""
+    """Raise ValueError with a clear message unless `record` is a well-formed preference or rating record."""
     if not isinstance(record, dict):
         raise ValueError(f"{where}: a preference record is a JSON object, got {type(record).__name__}")
+    if is_rating(record):
+        return _validate_rating(record, where)
     missing = [k for k in FIELDS if k not in record]
     if missing:
         raise ValueError(f"{where}: missing field(s) {missing}")
@@ -198,7 +257,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _as_line(record) -> bytes:
-    data = validate(asdict(record) if isinstance(record, PreferenceRecord) else dict(record))
+    data = validate(asdict(record) if isinstance(record, (PreferenceRecord, RatingRecord)) else dict(record))
     data.setdefault("id", new_id())
     return (json.dumps(data, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -230,7 +289,7 @@ def _append_lines(f, path: Path, lines: list[bytes]) -> None:
     os.fsync(f.fileno())
 
 
-def append_record(path, record: PreferenceRecord | dict) -> str:
+def append_record(path, record: PreferenceRecord | RatingRecord | dict) -> str:
     """Append one record as a JSON line, flushed and fsynced before returning. Returns its id (a record
     without one gets one), which `remove_record` takes to remove exactly this record."""
     line = _as_line(record)
@@ -379,21 +438,52 @@ def parse_records(data: bytes, where="data", allow_empty: bool = False) -> list[
     return records
 
 
+def ratings_to_preferences(records) -> list[dict]:
+    """Preference records implied by the rating records among `records` (others are passed over): for
+    every two ratings by one annotator of different completions of one prompt, "a" or "b" for the
+    higher-rated, in the order the ratings were made (A is the earlier). Equal ratings are dropped;
+    when a completion was rated twice, the later rating counts."""
+    latest: dict[tuple, dict] = {}
+    for r in records:
+        if is_rating(r):
+            key = (r["annotator"], r["prompt"], r["completion"])
+            latest.pop(key, None)  # re-insert: the later rating takes the later place
+            latest[key] = r
+    groups: dict[tuple, list[dict]] = {}
+    for (annotator, prompt, _), r in latest.items():
+        groups.setdefault((annotator, prompt), []).append(r)
+    out = []
+    for rated in groups.values():
+        for i, x in enumerate(rated):
+            for y in rated[i + 1 :]:
+                choice = order_from_ratings(x["rating"], y["rating"])
+                if choice == "tie":
+                    continue
+                out.append(dict(prompt=x["prompt"], completion_a=x["completion"], completion_b=y["completion"],
+                                choice=choice, annotator=x["annotator"], model=x["model"],
+                                time=max(x["time"], y["time"]), id=f"{x.get('id', '')}+{y.get('id', '')}"))
+    return out
+
+
 def load_preferences(path, drop=("skip",)):
-    """The records as a `datasets.Dataset` (skips dropped by default)."""
+    """The records as a `datasets.Dataset` (skips dropped by default); ratings become the preferences
+    they imply (`ratings_to_preferences`)."""
     import datasets
 
-    records = [r for r in read_records(path) if r["choice"] not in drop]
+    every = read_records(path)
+    records = [r for r in every if not is_rating(r)] + ratings_to_preferences(every)
+    records = [r for r in records if r["choice"] not in drop]
     if not records:
         raise ValueError(f"{path} holds no usable records (all were {drop})")
     return datasets.Dataset.from_list(records)
 
 
 def to_pairs(dataset) -> list[dict]:
-    """chosen/rejected pairs from "a"/"b" records (ties carry no direction and are left out)."""
+    """chosen/rejected pairs from "a"/"b" records (ties carry no direction and are left out; so are rating
+    records: `load_preferences` has already converted them, `ratings_to_preferences` converts them)."""
     out = []
     for r in dataset:
-        if r["choice"] in ("a", "b"):
+        if r.get("choice") in ("a", "b"):
             chosen, rejected = (r["completion_a"], r["completion_b"]) if r["choice"] == "a" else (r["completion_b"], r["completion_a"])
             out.append({"prompt": r["prompt"], "chosen": chosen, "rejected": rejected})
     return out
