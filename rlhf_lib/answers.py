@@ -116,10 +116,10 @@ ANSWERS: dict[str, tuple[str, str]] = {
         """,
     ),
     "6.1": (
-        "Break one line of labels.jsonl and run the loading cell again. What does the error say, and is "
-        "the file changed?",
+        "Copy the file labels_path, break one line of the copy and read it with read_records. What does the "
+        "error say, and is the file changed?",
         """
-        `load_preferences` reads the file through `read_records`, which stops at the broken line with a
+        `read_records` (which `load_preferences` uses too) stops at the broken line with a
         ValueError naming the file and the line number, for example
         ".../labels.jsonl, line 17: not valid JSON (Expecting ',' delimiter); fix or remove that line,
         nothing was changed". A line that is valid JSON but not a valid record (a choice other than

@@ -373,11 +373,11 @@ EXERCISES = {
     "grad_log_softmax": Exercise("02", _ref_grad_log_softmax,
         lambda rng: [(list(rng.normal(size=4)), int(a)) for a in range(4)],
         "log pi(a) = theta_a - log sum_b exp(theta_b); differentiate each term by theta_j.\n"
-        "The answer is onehot(a) - pi (in that order: the sign matters), with pi the softmax of theta."),
+        "Treat j = a and j != a separately; the second term gives the same expression for every j."),
     "reward_to_go": Exercise("02", _ref_reward_to_go,
         lambda rng: [(list(rng.normal(size=n)), g) for n in (1, 5, 20) for g in (0.0, 0.9, 1.0)],
         "G_t looks forward: rewards from t to the end, not the rewards collected so far.\n"
-        "Go backwards with a running sum: G_t = r_t + gamma * G_{t+1}, and G after the last step is 0."),
+        "Walking the list backwards with one running total avoids a double loop; after the last step it is 0."),
     "reinforce_update": Exercise("02", reinforce_update, _reinforce_update_cases,
         "log pi(a_t | s_t): log_softmax of the policy's logits, then pick each row's action (gather), not the max.\n"
         "Detach the baseline in the weights (G - V.detach()): the policy loss must not train the critic; "
@@ -407,8 +407,8 @@ EXERCISES = {
         "Only tokens with mask 1 count: dropping the mask adds the padding's log-probs."),
     "k3_estimate": Exercise("04", _ref_k3_estimate,
         lambda rng: [(rng.uniform(-5, 0, size=6).round(3).tolist(), rng.uniform(-5, 0, size=6).round(3).tolist()) for _ in range(3)],
-        "The ratio is r = pi_ref / pi = exp(logp_ref - logp) (samples come from pi), not its inverse.\n"
-        "k3 = (r - 1) - log r, per token: it is never negative, a quick test of your sign."),
+        "The ratio is rho = pi_ref / pi = exp(logp_ref - logp) (the samples come from pi), not its inverse.\n"
+        "k3 is never negative for any token: a quick test of your sign."),
     "hindsight_rewards": Exercise("04", _ref_hindsight_rewards,
         lambda rng: [(float(rng.uniform(-1, 1)), n) for n in (1, 4, 9)],
         "The score is paid once, at the LAST token; every other token's reward is 0.\n"
@@ -419,10 +419,10 @@ EXERCISES = {
         "Padding is not a target either: a pad_id token gets -100 too."),
     "sft_loss": Exercise("05", _ref_sft_loss, _sft_loss_cases,
         "Cross-entropy of one position is -log_softmax(logits)[label]; subtract the max before exp.\n"
-        "Average over the positions whose label is not -100 only: divide by their count, not by T."),
+        "Average over the positions whose label is not -100 only: divide by their count, not by the length."),
     "bradley_terry_prob": Exercise("06", _ref_bradley_terry_prob,
         lambda rng: [(float(a), float(b), t) for a, b in rng.uniform(-1, 1, size=(3, 2)) for t in (0.1, 1.0)],
-        "P(a preferred) = sigmoid((score_a - score_b) / temperature): the difference, then the temperature.\n"
+        "Divide the DIFFERENCE of the scores by the temperature, not each score on its own.\n"
         "Check the sign: a higher score_a must give a probability above 0.5."),
     "agreement_rate": Exercise("06", _ref_agreement_rate,
         lambda rng: [(rng.choice(["a", "b", "tie", "skip"], size=20, p=[.4, .4, .1, .1]).tolist(),
@@ -431,8 +431,8 @@ EXERCISES = {
         "Divide by the number of such pairs, not by the number of all pairs."),
     "bt_loss": Exercise("07", _ref_bt_loss,
         lambda rng: [(rng.normal(size=n).round(3).tolist(), rng.normal(size=n).round(3).tolist()) for n in (1, 5, 20)],
-        "The loss is -log sigmoid(r_chosen - r_rejected), averaged: chosen first, and mind the minus.\n"
-        "-log sigmoid(x) = log(1 + exp(-x)) (np.log1p) is the stable way to write it."),
+        "Chosen first in the difference, and mind the minus: the loss falls as chosen scores above rejected.\n"
+        "Average over the pairs, do not sum; np.log1p keeps the small values exact."),
     "last_real_index": Exercise("07", _ref_last_real_index,
         lambda rng: [([0, 0, 1, 1, 1], ), ([1, 1, 1, 0, 0], ), ([1, 0, 0, 0], ), ([0, 0, 0, 1], )],
         "You want a position, not a count: with left padding, sum(mask) - 1 is not the last real index.\n"
@@ -443,9 +443,9 @@ EXERCISES = {
         "log_softmax over the vocabulary, then gather the response ids; padding gets log-prob 0 (the mask).",
         compare=_compare_response_logprobs),
     "reward_model_step": Exercise("07", _ref_reward_model_step, lambda rng: [],
-        "Score chosen and rejected texts (prompt + completion) in ONE batch with `encode` and `raw_rewards`, then\n"
-        "split the rewards in halves: chosen first. The loss is Bradley-Terry's, -log sigmoid(r_chosen - r_rejected).\n"
-        "zero_grad, backward, clip the gradient norm to 1.0, step; return (loss, r_chosen, r_rejected) detached.",
+        "Score chosen and rejected texts (prompt + completion) in ONE batch, chosen rows first, then split.\n"
+        "Clear the old gradients before backward, and clip the gradient norm to 1.0 before the step.\n"
+        "Return the loss and both rewards detached: they are figures to log, not part of the graph.",
         compare=_compare_reward_model_step),
     "kl_shaped_rewards": Exercise("08", _ref_kl_shaped_rewards, _kl_shaped_rewards_cases,
         "Every real token pays the KL penalty -beta * (logp - logp_ref): a penalty, so mind the sign, and the\n"
@@ -458,8 +458,8 @@ EXERCISES = {
         compare=_compare_ppo_iteration),
     "adaptive_beta": Exercise("08", _ref_adaptive_beta,
         lambda rng: [(0.2, kl, 3.0, 64, 2000) for kl in (0.5, 2.9, 3.0, 3.3, 12.0)] + [(0.05, 1.0, 6.0, 512, 10_000)],
-        "The error kl / target - 1 is clipped to [-0.2, 0.2] before it is used.\n"
-        "beta is multiplied by 1 + error * n / horizon: n responses in this batch, not 1."),
+        "Clip the relative error of the KL to [-0.2, 0.2] BEFORE you scale it.\n"
+        "The step grows with the responses in this batch (n), shrinks with the horizon; not one response."),
 }
 
 
