@@ -324,8 +324,8 @@ def compare_reward_model_step(fn) -> str | None:
         for name, a, b in zip(("r_chosen", "r_rejected", "loss"), w[1:] + w[:1], tuple(g[1:]) + tuple(g[:1])):
             b = torch.as_tensor(b).detach().float()
             if b.shape != a.shape or not torch.allclose(a, b, rtol=1e-4, atol=1e-5):
-                where = ("" if i == 0 else f" Step 1 agreed, so the update differs: zero the gradients, backward, "
-                         f"clip the gradient norm to 1, then the optimizer's step.")
+                where = ("" if i == 0 else " Step 1 agreed, so the update differs: zero the gradients, backward, "
+                         "clip the gradient norm to 1, then the optimizer's step.")
                 show = lambda x: [round(v, 4) for v in x.reshape(-1).tolist()]
                 return f"step {i + 1}: {name} expected {show(a)}, got {show(b)}.{where}"
     with torch.no_grad():

@@ -15,7 +15,7 @@ function with that signature, so notebook 01 trains with the learner's own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

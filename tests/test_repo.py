@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def readme_commands():
     text = (ROOT / "README.md").read_text()
-    return re.findall(r"```(?:bash|sh)\n(.*?)\n```", text, flags=re.S)
+    return re.findall(r"```(?:bash|sh)\n(.*?)\n```", text, flags=re.DOTALL)
 
 
 def test_every_requirement_is_pinned():

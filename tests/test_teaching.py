@@ -154,7 +154,7 @@ def test_notation_keeps_t_for_time_and_r_for_rewards():
 
 
 def test_chinese_readme_has_the_same_commands():
-    fence = re.compile(r"```(?:bash|sh)\n(.*?)\n```", re.S)
+    fence = re.compile(r"```(?:bash|sh)\n(.*?)\n```", re.DOTALL)
     english = fence.findall((ROOT / "README.md").read_text())
     chinese = fence.findall((ROOT / "README.zh-CN.md").read_text())
     assert english[:2] == chinese[:2] and len(english) >= 2
