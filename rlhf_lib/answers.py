@@ -181,6 +181,47 @@ ANSWERS: dict[str, tuple[str, str]] = {
         closer.
         """,
     ),
+    "10.1": (
+        "Can DPO's implicit reward, which leaves out beta log Z(x), compare answers to different prompts? "
+        "And why did notebook 07's reward model need a normalisation that DPO never does?",
+        """
+        No. The implicit reward beta log pi(y|x) / pi_ref(y|x) equals the reward of the KL-regularised
+        optimum only up to beta log Z(x), a different constant for every prompt. Between two answers to
+        the SAME prompt the constant cancels, which is all Bradley-Terry needs; between two prompts it
+        does not, so "0.4 for this answer, 0.1 for that one to another prompt" says nothing. It has a
+        second bias: a long completion sums more log-ratios than a short one, so its implicit reward is
+        larger in size for the same per-token change (IPO averages per token for this reason).
+
+        The reward model of notebook 07 is fitted with the same pairwise loss, so it too is defined only up
+        to a constant per prompt (and in practice one overall constant). PPO adds that number to a KL
+        penalty measured in nats, so its offset and scale matter: a reward model shifted by +5 would make
+        every response look good and the KL term relatively weak. Notebook 07 therefore sets mean 0 and
+        standard deviation 1 on the reference's own samples. DPO never turns the reward into a number
+        that is added to anything else: only differences of log-ratios of the same prompt enter its loss,
+        so there is nothing to normalise. The price is that DPO gives no score for a single text, which is
+        what best-of-n, PPO and the teacher's dashboard need.
+        """,
+    ),
+    "10.2": (
+        "RLOO and GRPO had no value head. What did they pay for that, compared with PPO, and what would "
+        "happen to them with responses_per_prompt=1?",
+        """
+        They pay in samples per prompt. PPO's value head learns, across all prompts, how much reward to
+        expect from each state, so one response per prompt is enough to compute an advantage at every
+        token. RLOO and GRPO get their baseline from other responses to the same prompt: with the same 64
+        responses an iteration they see 16 prompts instead of 64, and their advantage is one number for the
+        whole response (no credit assignment between tokens; here responses are short, so little is lost).
+        What they save: the value head's forward and backward pass, its loss and its hyperparameters
+        (vf_coef, value clipping, lambda), and a critic that is wrong early in training (notebook 03's
+        explained variance starts near 0).
+
+        With responses_per_prompt=1 there is no one else in the group. RLOO's leave-one-out mean divides
+        by k - 1 = 0, so `rloo_advantages` refuses; GRPO's group mean is the reward itself, so every
+        advantage is exactly 0 and nothing is learned (the library refuses both at the first iteration).
+        A group where all k rewards are equal teaches nothing either: a verifier that every sample passes
+        (or fails) gives no signal, which is why GRPO runs filter or resample such prompts.
+        """,
+    ),
 }
 
 

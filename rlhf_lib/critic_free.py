@@ -100,9 +100,10 @@ def group_update(setup: RLHFSetup, batch: Rollout, advantages: torch.Tensor, log
                 first_ratio_gap=first_ratio_gap)
 
 
-def critic_free_iteration(ccfg: CriticFreeConfig | None = None):
+def critic_free_iteration(ccfg: CriticFreeConfig | None = None, advantage_fn=None):
     """An iteration function for `train_rlhf(iteration_fn=...)`: one rollout of k responses per prompt and
-    the critic-free update on it. Needs RLHFConfig.responses_per_prompt >= 2 (RLOO cannot work without)."""
+    the critic-free update on it. Needs RLHFConfig.responses_per_prompt >= 2 (RLOO cannot work without).
+    advantage_fn(rewards (B,), k) -> (B,) replaces the method's advantages (notebook 10's own RLOO)."""
     ccfg = ccfg or CriticFreeConfig()
 
     def iteration(setup: RLHFSetup, prompts: list[str], beta: float) -> Iteration:
@@ -117,7 +118,8 @@ def critic_free_iteration(ccfg: CriticFreeConfig | None = None):
         reward = score
         if ccfg.kl == "reward":
             reward, _ = kl_in_reward(score, batch.logp, logp_ref, batch.mask, beta)
-        advantages = sequence_advantages(reward, k, ccfg)  # (B,)
+        advantages = (advantage_fn or (lambda r, k: sequence_advantages(r, k, ccfg)))(reward, k)  # (B,)
+        advantages = torch.as_tensor(advantages, dtype=torch.float32)
         stats = group_update(setup, batch, advantages, logp_ref, beta, ccfg)
         zeros = torch.zeros_like(batch.mask)  # no critic: no values, no value targets
         shaped = kl_shaped_rewards(score, batch.logp, logp_ref, batch.mask, beta if ccfg.kl == "reward" else 0.0)

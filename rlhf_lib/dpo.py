@@ -208,8 +208,9 @@ def _reference_logps(reference, tokenizer, pairs, cfg):
     return ref_c, ref_r, n_c, n_r
 
 
-def _pair_step(policy, tokenizer, pairs, idx, ref, cfg):
-    """Loss and implicit rewards of the pairs `idx`: chosen and rejected in one forward pass."""
+def _pair_step(policy, tokenizer, pairs, idx, ref, cfg, loss_fn=None):
+    """Loss and implicit rewards of the pairs `idx`: chosen and rejected in one forward pass. loss_fn (the
+    notebook's own DPO loss, "sigmoid" only) replaces the library's loss; the implicit rewards stay its."""
     batch = [pairs[i] for i in idx]
     prompts = [p["prompt"] for p in batch]
     enc = encode_completions(tokenizer, prompts + prompts, [p["chosen"] for p in batch] + [p["rejected"] for p in batch],
@@ -220,7 +221,10 @@ def _pair_step(policy, tokenizer, pairs, idx, ref, cfg):
     pol_c, pol_r = logps[: len(idx)], logps[len(idx) :]
     if cfg.loss_type == "ipo":  # per-token averages, as TRL does for IPO
         pol_c, pol_r, ref_c, ref_r = pol_c / n_c, pol_r / n_r, ref_c / n_c, ref_r / n_r
-    return dpo_loss(pol_c, pol_r, ref_c, ref_r, cfg.beta, cfg.loss_type, cfg.label_smoothing)
+    loss, r_c, r_r = dpo_loss(pol_c, pol_r, ref_c, ref_r, cfg.beta, cfg.loss_type, cfg.label_smoothing)
+    if loss_fn is not None:
+        loss = loss_fn(pol_c, pol_r, ref_c, ref_r, cfg.beta)
+    return loss, r_c, r_r
 
 
 @torch.no_grad()
@@ -236,15 +240,19 @@ def _evaluate_pairs(policy, tokenizer, pairs, idx, ref, cfg) -> dict:
 
 
 def train_dpo(policy, reference, tokenizer, pairs_or_records, cfg: DPOConfig | None = None,
-              progress: bool = True) -> DPOResult:
+              progress: bool = True, loss_fn=None) -> DPOResult:
     """Fine-tune `policy` in place with the DPO loss (cfg.loss_type) on preference pairs or records, held to
     the frozen `reference` (usually the same model before training; its log-probs are computed once).
 
     Dropout stays off, so at the first step the policy's log-probs equal the reference's (if it starts as a
-    copy) and every implicit reward is 0. Returns per-step figures and held-out preference accuracy."""
+    copy) and every implicit reward is 0. Returns per-step figures and held-out preference accuracy.
+    loss_fn(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta) -> loss:
+    your own DPO loss (notebook 10) in place of the library's; only with loss_type "sigmoid"."""
     from tqdm.auto import tqdm
 
     cfg = cfg or DPOConfig()
+    if loss_fn is not None and cfg.loss_type != "sigmoid":
+        raise ValueError(f"loss_fn replaces the DPO (\"sigmoid\") loss; loss_type is {cfg.loss_type!r}")
     pairs = as_pairs(pairs_or_records)
     split = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(pairs), generator=split).tolist()
@@ -271,7 +279,7 @@ def train_dpo(policy, reference, tokenizer, pairs_or_records, cfg: DPOConfig | N
         perm = torch.randperm(len(train_idx), generator=shuffler).tolist()
         for b in range(steps_per_epoch):
             idx = [train_idx[i] for i in perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
-            loss, r_c, r_r = _pair_step(policy, tokenizer, pairs, idx, ref, cfg)
+            loss, r_c, r_r = _pair_step(policy, tokenizer, pairs, idx, ref, cfg, loss_fn)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * min((step + 1) / cfg.warmup, 1.0 - step / total)
             opt.zero_grad()
@@ -290,3 +298,47 @@ def train_dpo(policy, reference, tokenizer, pairs_or_records, cfg: DPOConfig | N
     policy.eval()
     result.seconds = time.perf_counter() - start
     return result
+
+
+# ---- where did the probability go?
+
+
+@torch.no_grad()
+def where_the_mass_went(policy, reference, tokenizer, pairs_or_records, n_samples: int = 300, seed: int = 0,
+                        add_eos: bool = False, max_new_tokens: int = 32, stop_at: str = "sentence") -> dict:
+    """What DPO did to probabilities, beyond the pairs' margins. Per-token mean of log pi - log pi_ref on:
+    the chosen completions ("chosen"), the rejected ones ("rejected"), and n_samples of the policy's own
+    completions of the same prompts ("own_samples"); the total probability each model gives to the
+    labelled completions of a prompt, averaged over prompts ("mass_policy", "mass_reference"); and the
+    share of the policy's samples that are a labelled completion of their prompt ("covered")."""
+    from rlhf_lib.lm import sample
+
+    check_count("n_samples", n_samples)
+    pairs = as_pairs(pairs_or_records)
+    prompts = [p["prompt"] for p in pairs]
+    shift = {}
+    for side in ("chosen", "rejected"):
+        texts = [p[side] for p in pairs]
+        logp, n = completion_logps(policy, tokenizer, prompts, texts, add_eos)
+        logp_ref, _ = completion_logps(reference, tokenizer, prompts, texts, add_eos)
+        shift[side] = float(((logp - logp_ref) / n).mean())
+    labelled: dict[str, set[str]] = {}
+    for p in pairs:
+        labelled.setdefault(p["prompt"], set()).update((p["chosen"], p["rejected"]))
+    flat = [(x, y) for x, ys in labelled.items() for y in sorted(ys)]
+    mass = {}
+    for name, model in (("policy", policy), ("reference", reference)):
+        logp, _ = completion_logps(model, tokenizer, [x for x, _ in flat], [y for _, y in flat], add_eos)
+        per_prompt = {}
+        for (x, _), lp in zip(flat, logp.exp().tolist()):
+            per_prompt[x] = per_prompt.get(x, 0.0) + lp
+        mass[name] = float(np.mean(list(per_prompt.values())))
+    unique_prompts = sorted(labelled)
+    s = sample(policy, tokenizer, [unique_prompts[i % len(unique_prompts)] for i in range(n_samples)], max_new_tokens,
+               1.0, seed=seed, stop_at=stop_at)
+    mask = s.response_mask.float()
+    logp_ref = logprobs_of(reference, s)  # (B, R)
+    own = float((((s.logp - logp_ref) * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean())
+    covered = float(np.mean([r in labelled[x] for x, r in zip(s.prompts, s.responses)]))
+    return dict(chosen=shift["chosen"], rejected=shift["rejected"], own_samples=own, mass_policy=mass["policy"],
+                mass_reference=mass["reference"], covered=covered)

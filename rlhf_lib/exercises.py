@@ -341,6 +341,49 @@ def _ppo_update_cases(rng):
     ]
 
 
+# ---- notebook 10
+
+
+def _ref_dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+    from rlhf_lib.dpo import dpo_loss
+
+    return dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)[0]
+
+
+def _dpo_loss_cases(rng):
+    cases = []
+    for B, beta in ((1, 0.1), (4, 0.3), (16, 1.0)):
+        logps = [torch.tensor(rng.normal(-12.0, 3.0, size=B), dtype=torch.float64) for _ in range(4)]
+        cases.append((*logps, beta))
+    return cases
+
+
+def _run_dpo_loss(fn, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+    """The loss and its gradient with respect to the policy's log-probs: training needs both."""
+    pc, pr = (t.clone().requires_grad_(True) for t in (policy_chosen_logps, policy_rejected_logps))
+    loss = fn(pc, pr, ref_chosen_logps, ref_rejected_logps, beta)
+    if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+        raise TypeError("return a torch tensor computed from the inputs (no .item(), no numpy): training "
+                        "needs its gradient")
+    loss.backward()
+    return dict(loss=float(loss), grad_chosen=pc.grad.numpy(), grad_rejected=pr.grad.numpy())
+
+
+def _ref_leave_one_out(rewards, k):
+    from rlhf_lib.group_advantages import rloo_advantages
+
+    return rloo_advantages(rewards, k)
+
+
+def _leave_one_out_cases(rng):
+    equal = torch.tensor([0.5, 0.5, 0.5, 1.0, -1.0, 0.0])  # a group with nothing to learn, then a mixed one
+    return [(torch.tensor(rng.normal(size=8).round(3), dtype=torch.float32), k) for k in (2, 4)] + [(equal, 3)]
+
+
+def _run_tensor(fn, *args):
+    return np.asarray(torch.as_tensor(fn(*args), dtype=torch.float32))
+
+
 EXERCISES = {
     "discounted_return": Exercise("00", _ref_discounted_return,
         lambda rng: [(list(rng.normal(size=n)), g) for n in (1, 3, 10) for g in (0.0, 0.5, 0.99, 1.0)],
@@ -460,6 +503,14 @@ EXERCISES = {
         lambda rng: [(0.2, kl, 3.0, 64, 2000) for kl in (0.5, 2.9, 3.0, 3.3, 12.0)] + [(0.05, 1.0, 6.0, 512, 10_000)],
         "Clip the relative error of the KL to [-0.2, 0.2] BEFORE you scale it.\n"
         "The step grows with the responses in this batch (n), shrinks with the horizon; not one response."),
+    "dpo_loss": Exercise("10", _ref_dpo_loss, _dpo_loss_cases,
+        "Log-ratios first: policy minus reference, for chosen and for rejected; then their difference, times beta.\n"
+        "-log sigmoid(x) is F.logsigmoid(x) with a minus (stable for large |x|); average over the pairs.",
+        run=_run_dpo_loss),
+    "leave_one_out": Exercise("10", _ref_leave_one_out, _leave_one_out_cases,
+        "rewards.view(-1, k) puts each prompt's k responses in one row; the baseline of response i is the mean\n"
+        "of the OTHER k - 1 in its row: (row sum - r_i) / (k - 1). Return a flat (N,) tensor again.",
+        run=_run_tensor),
 }
 
 

@@ -187,3 +187,23 @@ class LivePlot:
         axes = plot_rlhf_history({"this run": result.history}, self.panels)
         display(np.asarray(axes).ravel()[0].figure)
         plt.close(np.asarray(axes).ravel()[0].figure)
+
+
+def plot_frontier(points: dict, histories: dict | None = None, ax=None, budget: float | None = None):
+    """Gold positive rate against KL to the reference, one marker per method: points = {label: figures
+    with positive_rate, kl_exact and seconds} (from `evaluate_policy`). histories = {label: result.history}
+    adds each RL run's path (per-iteration gold_positive against kl_k1, on its own training batches).
+    budget draws the KL budget as a vertical line. Returns the axes."""
+    ax = _axes(ax, (6.5, 4.2))
+    for label, h in (histories or {}).items():
+        ax.plot([x["kl_k1"] for x in h], smooth([x["gold_positive"] for x in h], 3), alpha=0.35, lw=1)
+    for label, p in points.items():
+        seconds = f", {p['seconds']:.0f} s" if p.get("seconds") else ""
+        ax.scatter(p["kl_exact"], p["positive_rate"], s=60, zorder=3,
+                   label=f"{label}: {p['positive_rate']:.0%} positive, {p['grammatical_rate']:.0%} grammatical{seconds}")
+    if budget is not None:
+        ax.axvline(budget, color="gray", ls="--", lw=1)
+    ax.set_xlabel("KL to the reference per response (nats)")
+    ax.set_ylabel("gold positive rate")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax

@@ -321,3 +321,17 @@ def ppo_iteration(setup, prompts, beta):
     advantages, returns = advantages_and_returns(rewards, values, batch.mask, cfg.gamma, cfg.lam)  # 4. GAE
     stats = ppo_update(setup, batch, advantages, returns, values)  # 5. epochs of clipped updates
     return Iteration(batch, score, logp_ref, values, rewards, advantages, returns, stats)
+
+
+def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+    import torch.nn.functional as F
+
+    h_chosen = policy_chosen_logps - ref_chosen_logps  # how much more likely than under the reference
+    h_rejected = policy_rejected_logps - ref_rejected_logps
+    return -F.logsigmoid(beta * (h_chosen - h_rejected)).mean()  # Bradley-Terry on the implicit rewards
+
+
+def leave_one_out(rewards, k):
+    r = rewards.view(-1, k)  # (G, k): one row per prompt
+    baseline = (r.sum(-1, keepdim=True) - r) / (k - 1)  # the mean of the other k - 1 responses
+    return (r - baseline).reshape(-1)

@@ -220,3 +220,51 @@ def test_too_few_pairs_for_a_batch(lm):
     model, tok = lm
     with pytest.raises(ValueError, match="batch_size"):
         train_dpo(model, model, tok, as_pairs(LABELS)[:10], DPOConfig(batch_size=32), progress=False)
+
+
+def test_your_loss_plugged_in_trains_the_same_weights(lm):
+    """Notebook 10's exercise: the revealed solution of `dpo_loss`, passed as loss_fn, gives the library's run."""
+    from rlhf_lib import solutions
+
+    pairs = as_pairs(LABELS)[:48]
+    a, policy_a = run(lm, pairs)
+    model, tok = lm
+    policy_b, reference = copy.deepcopy(model), copy.deepcopy(model)
+    cfg = DPOConfig(epochs=1, batch_size=16, warmup=2, lr=5e-4, heldout=0.0)
+    b = train_dpo(policy_b, reference, tok, pairs, cfg, progress=False, loss_fn=solutions.dpo_loss)
+    assert a.series("loss") == pytest.approx(b.series("loss"), abs=1e-6)
+    assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(policy_a.parameters(), policy_b.parameters()))
+    with pytest.raises(ValueError, match="loss_fn"):
+        train_dpo(policy_b, reference, tok, pairs, DPOConfig(loss_type="ipo"), progress=False, loss_fn=solutions.dpo_loss)
+
+
+def test_where_the_mass_went_against_one_text_at_a_time(lm):
+    """The probability each model gives to a prompt's labelled completions, summed by hand from unpadded
+    forward passes; a policy equal to its reference has moved nothing."""
+    from rlhf_lib.dpo import where_the_mass_went
+
+    model, tok = lm
+    pairs = [dict(prompt="The plot was", chosen=" dull.", rejected=" great."),
+             dict(prompt="The plot was", chosen=" great.", rejected=" fine."),
+             dict(prompt="I expected", chosen=" more.", rejected=" a slow film.")]
+    policy = copy.deepcopy(model)
+    with torch.no_grad():
+        policy.get_input_embeddings().weight.mul_(1.05)  # a policy a little off the reference
+
+    def prob(m, prompt, completion):
+        ids = [tok.bos_token_id] + tok(prompt, add_special_tokens=False)["input_ids"]
+        c = tok(completion, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = m(input_ids=torch.tensor([ids + c])).logits[0].log_softmax(-1)
+        return math.exp(sum(float(logp[len(ids) - 1 + t, tok_id]) for t, tok_id in enumerate(c)))
+
+    def by_hand(m):
+        plot = sum(prob(m, "The plot was", c) for c in (" dull.", " great.", " fine."))  # each text once
+        return (plot + prob(m, "I expected", " more.") + prob(m, "I expected", " a slow film.")) / 2
+
+    same = where_the_mass_went(model, model, tok, pairs, n_samples=8)
+    assert same["chosen"] == same["rejected"] == 0.0 and abs(same["own_samples"]) < 1e-6
+    moved = where_the_mass_went(policy, model, tok, pairs, n_samples=8)
+    assert moved["mass_reference"] == pytest.approx(by_hand(model), rel=1e-4)
+    assert moved["mass_policy"] == pytest.approx(by_hand(policy), rel=1e-4)
+    assert moved["mass_policy"] != pytest.approx(moved["mass_reference"], rel=1e-3)

@@ -2,6 +2,7 @@
 helpers around them (hint, use_or_library, what a check cell displays) behave as the notebooks need."""
 
 import numpy as np
+import torch
 import pytest
 
 from rlhf_lib import solutions
@@ -135,6 +136,8 @@ WRONG = {
     "kl_shaped_rewards": lambda score, lp, lr, mask, beta: solutions.kl_shaped_rewards(score, lr, lp, mask, beta),  # sign
     "ppo_iteration": _wrong_ppo_iteration,
     "adaptive_beta": lambda beta, kl, target, n, horizon: beta * (1 + (kl / target - 1) * n / horizon),  # no clip
+    "dpo_loss": lambda pc, pr, rc, rr, beta: -torch.nn.functional.logsigmoid(beta * (pc - pr)).mean(),  # no reference
+    "leave_one_out": lambda rewards, k: rewards - rewards.view(-1, k).mean(-1).repeat_interleave(k),  # i in its own baseline
 }
 
 
