@@ -195,11 +195,13 @@ def plot_frontier(points: dict, histories: dict | None = None, ax=None, budget: 
     adds each RL run's path (per-iteration gold_positive against kl_k1, on its own training batches).
     budget draws the KL budget as a vertical line. Returns the axes."""
     ax = _axes(ax, (6.5, 4.2))
+    colors = {label: f"C{i}" for i, label in enumerate(list(points) + [h for h in histories or {} if h not in points])}
     for label, h in (histories or {}).items():
-        ax.plot([x["kl_k1"] for x in h], smooth([x["gold_positive"] for x in h], 3), alpha=0.35, lw=1)
+        ax.plot([x["kl_k1"] for x in h], smooth([x["gold_positive"] for x in h], 3), alpha=0.35, lw=1,
+                color=colors[label])
     for label, p in points.items():
         seconds = f", {p['seconds']:.0f} s" if p.get("seconds") else ""
-        ax.scatter(p["kl_exact"], p["positive_rate"], s=60, zorder=3,
+        ax.scatter(p["kl_exact"], p["positive_rate"], s=60, zorder=3, color=colors[label],
                    label=f"{label}: {p['positive_rate']:.0%} positive, {p['grammatical_rate']:.0%} grammatical{seconds}")
     if budget is not None:
         ax.axvline(budget, color="gray", ls="--", lw=1)
