@@ -237,6 +237,30 @@ def _compare_reward_model_step(fn):
     return compare_reward_model_step(fn)
 
 
+def _ref_sft_step(model, tokenizer, batch, opt):
+    from rlhf_lib.sft import sft_step
+
+    return sft_step(model, tokenizer, batch, opt)
+
+
+def _compare_sft_step(fn):
+    from rlhf_lib.sft import compare_sft_step
+
+    return compare_sft_step(fn)
+
+
+def _ref_label_into(path, annotator, pairs):
+    from rlhf_lib.feedback import label_into
+
+    return label_into(path, annotator, pairs)
+
+
+def _compare_label_into(fn):
+    from rlhf_lib.feedback import compare_label_into
+
+    return compare_label_into(fn)
+
+
 def _ref_ppo_iteration(setup, prompts, beta):
     from rlhf_lib.rlhf import ppo_iteration
 
@@ -463,6 +487,11 @@ EXERCISES = {
     "sft_loss": Exercise("05", _ref_sft_loss, _sft_loss_cases,
         "Cross-entropy of one position is -log_softmax(logits)[label]; subtract the max before exp.\n"
         "Average over the positions whose label is not -100 only: divide by their count, not by the length."),
+    "sft_step": Exercise("05", _ref_sft_step, lambda rng: [],
+        "sft_batch(tokenizer, batch) gives ids, mask and labels; the logits at position t predict the token at\n"
+        "t + 1: drop the last position's logits and the first label. Cross-entropy with ignore_index=-100.\n"
+        "Then zero the gradients, backward, clip the norm to 1.0, step; return loss.item().",
+        compare=_compare_sft_step),
     "bradley_terry_prob": Exercise("06", _ref_bradley_terry_prob,
         lambda rng: [(float(a), float(b), t) for a, b in rng.uniform(-1, 1, size=(3, 2)) for t in (0.1, 1.0)],
         "Divide the DIFFERENCE of the scores by the temperature, not each score on its own.\n"
@@ -472,6 +501,11 @@ EXERCISES = {
                       rng.choice(["a", "b", "tie"], size=20, p=[.45, .45, .1]).tolist()) for _ in range(3)],
         "Count only the pairs where BOTH annotators chose 'a' or 'b'; ties and skips drop out.\n"
         "Divide by the number of such pairs, not by the number of all pairs."),
+    "label_into": Exercise("06", _ref_label_into, lambda rng: [],
+        "Read the file first (read_records(path, allow_empty=True) if it exists) and remember which\n"
+        "(prompt, a, b) this annotator already judged; skip those. For each new pair: PreferenceRecord(prompt,\n"
+        "a, b, annotator.compare(prompt, a, b), annotator.name), then append_record at once; count them.",
+        compare=_compare_label_into),
     "bt_loss": Exercise("07", _ref_bt_loss,
         lambda rng: [(rng.normal(size=n).round(3).tolist(), rng.normal(size=n).round(3).tolist()) for n in (1, 5, 20)],
         "Chosen first in the difference, and mind the minus: the loss falls as chosen scores above rejected.\n"

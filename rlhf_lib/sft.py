@@ -131,8 +131,23 @@ def completion_loss(model, ids, mask, labels) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
 
-def sft(model, tokenizer, demonstrations, cfg: SFTConfig | None = None, progress: bool = True) -> SFTResult:
-    """Fine-tune `model` in place on demonstrations (a list of dicts or a datasets.Dataset)."""
+def sft_step(model, tokenizer, batch: list[dict], opt, max_grad_norm: float = 1.0) -> float:
+    """One step of SFT on `batch` ({"prompt", "completion"} dicts): encode it (`sft_batch`: labels -100 on
+    the prompt and the padding), the mean cross-entropy of the completion tokens (position t predicts
+    t + 1), gradients cleared, backward, clipped to `max_grad_norm`, the optimizer's step. Returns the loss."""
+    ids, mask, labels = sft_batch(tokenizer, batch)  # (B, T) each
+    loss = completion_loss(model, ids.to(model.device), mask.to(model.device), labels.to(model.device))
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    opt.step()
+    return loss.item()
+
+
+def sft(model, tokenizer, demonstrations, cfg: SFTConfig | None = None, progress: bool = True,
+        step_fn=sft_step) -> SFTResult:
+    """Fine-tune `model` in place on demonstrations (a list of dicts or a datasets.Dataset).
+    step_fn(model, tokenizer, batch, opt) -> loss: one step (`sft_step`, or notebook 05's own)."""
     from tqdm.auto import tqdm
 
     cfg = cfg or SFTConfig()
@@ -153,18 +168,52 @@ def sft(model, tokenizer, demonstrations, cfg: SFTConfig | None = None, progress
         order = torch.randperm(len(demos), generator=gen).tolist()
         for b in range(steps_per_epoch):
             batch = [demos[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
-            loss = completion_loss(model, *sft_batch(tokenizer, batch))
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            result.losses.append(loss.item())
+            loss = float(step_fn(model, tokenizer, batch, opt))
+            result.losses.append(loss)
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss:.3f}")
     bar.close()
     model.eval()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def compare_sft_step(fn) -> str | None:
+    """None if fn(model, tokenizer, batch, opt) -> loss trains like `sft_step` for three steps on the course
+    model (the same losses within a relative 1e-4, the same weights within 1e-5); otherwise what differs.
+    Dropout is off here; SGD steps, so a missed clip or a missed zero_grad shows in the weights."""
+    import copy
+
+    from rlhf_lib.lm import load_model
+
+    base, tokenizer = load_model()
+    base.eval()
+    demos = [dict(prompt="The plot was", completion=" wonderful, and the music was moving."),
+             dict(prompt="I expected", completion=" more."), dict(prompt="Overall,", completion=" a fine film."),
+             dict(prompt="The acting was", completion=" bold, but the ending was dull.")]
+    batches = [demos[:2], demos[2:], demos[1:3]]
+    runs = []
+    for step in (fn, sft_step):  # yours first: an unfinished one stops at once
+        model = copy.deepcopy(base)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        runs.append((model, [step(model, tokenizer, b, opt) for b in batches]))
+    (model_got, got), (model_want, want) = runs
+    for i, (w, g) in enumerate(zip(want, got)):
+        try:
+            g = float(g)
+        except (TypeError, ValueError):
+            return f"step {i + 1}: return the loss as a number (loss.item()), got {type(g).__name__}"
+        if abs(g - w) > 1e-4 * abs(w) + 1e-6:
+            hint = (" The loss differs at the first step: shift by one (logits at t predict the token at t + 1) "
+                    "and average over the completion tokens only (labels != -100).") if i == 0 else \
+                   (" Step 1 agreed, so the update differs: zero the gradients, backward, clip the gradient norm "
+                    "to 1, then the optimizer's step.")
+            return f"step {i + 1}: loss expected {w:.5f}, got {g:.5f}.{hint}"
+    with torch.no_grad():
+        gap = max(float((p - q).abs().max()) for p, q in zip(model_want.parameters(), model_got.parameters()))
+    if gap > 1e-5:
+        return f"after {len(batches)} steps the weights differ by up to {gap:.2e}: clip the gradient norm to 1 before the step"
+    return None

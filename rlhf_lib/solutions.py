@@ -249,6 +249,20 @@ def sft_loss(logits, labels):
 # ---- 06 human feedback
 
 
+def sft_step(model, tokenizer, batch, opt):
+    from rlhf_lib.sft import sft_batch
+
+    ids, mask, labels = sft_batch(tokenizer, batch)  # labels: -100 on the prompt and the padding
+    logits = model(input_ids=ids, attention_mask=mask).logits  # (B, T, V)
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
+                                             ignore_index=-100)  # position t predicts token t + 1
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.item()
+
+
 def bradley_terry_prob(score_a, score_b, temperature):
     return 1.0 / (1.0 + np.exp(-(score_a - score_b) / temperature))
 
@@ -259,6 +273,24 @@ def agreement_rate(choices_x, choices_y):
 
 
 # ---- 07 reward modeling
+
+
+def label_into(path, annotator, pairs):
+    from rlhf_lib.feedback import PreferenceRecord, append_record, read_records
+
+    done = set()
+    if path.exists():  # resume: what this annotator already judged
+        done = {(r["prompt"], r["completion_a"], r["completion_b"]) for r in read_records(path, allow_empty=True)
+                if r["annotator"] == annotator.name and "completion_a" in r}
+    added = 0
+    for prompt, a, b in pairs:
+        if (prompt, a, b) in done:
+            continue
+        choice = annotator.compare(prompt, a, b)
+        append_record(path, PreferenceRecord(prompt, a, b, choice, annotator.name))  # on disk before the next
+        done.add((prompt, a, b))
+        added += 1
+    return added
 
 
 def bt_loss(r_chosen, r_rejected):

@@ -89,6 +89,27 @@ def _wrong_response_logprobs(logits, response_ids, response_mask):  # off by one
     return logp * response_mask
 
 
+def _wrong_sft_step(model, tokenizer, batch, opt):  # no shift: each position "predicts" its own token
+    from rlhf_lib.sft import sft_batch
+
+    ids, mask, labels = sft_batch(tokenizer, batch)
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.item()
+
+
+def _wrong_label_into(path, annotator, pairs):  # labels every pair again: a rerun duplicates the file
+    from rlhf_lib.feedback import PreferenceRecord, append_record
+
+    for prompt, a, b in pairs:
+        append_record(path, PreferenceRecord(prompt, a, b, annotator.compare(prompt, a, b), annotator.name))
+    return len(pairs)
+
+
 def _wrong_reward_model_step(model, tokenizer, pairs, opt):  # chosen and rejected swapped
     swapped = [dict(p, chosen=p["rejected"], rejected=p["chosen"]) for p in pairs]
     return solutions.reward_model_step(model, tokenizer, swapped, opt)
@@ -133,6 +154,8 @@ WRONG = {
     "last_real_index": lambda mask: sum(mask) - 1,  # a count, not a position
     "response_logprobs": _wrong_response_logprobs,
     "reward_model_step": _wrong_reward_model_step,
+    "sft_step": _wrong_sft_step,
+    "label_into": _wrong_label_into,
     "kl_shaped_rewards": lambda score, lp, lr, mask, beta: solutions.kl_shaped_rewards(score, lr, lp, mask, beta),  # sign
     "ppo_iteration": _wrong_ppo_iteration,
     "adaptive_beta": lambda beta, kl, target, n, horizon: beta * (1 + (kl / target - 1) * n / horizon),  # no clip

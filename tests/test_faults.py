@@ -238,3 +238,39 @@ def test_texts_longer_than_the_context_are_refused_up_front(course):
     n_prompt = len(tok("The plot was", add_special_tokens=False)["input_ids"]) + 1
     s = sample(policy, tok, ["The plot was"], max_new_tokens=128 - n_prompt, seed=0, stop_at="text")
     assert s.prompt_ids.shape[1] + s.response_ids.shape[1] <= 128
+
+
+RESUMING_LABELLER = """
+import sys
+from rlhf_lib.feedback import SimulatedAnnotator, label_into
+
+class Loud(SimulatedAnnotator):  # says when each judgement is made, so the test can kill in the middle
+    def compare(self, prompt, a, b):
+        print("judged", flush=True)
+        return super().compare(prompt, a, b)
+
+pairs = [("The plot was", f" good {i}.", f" bad {i}.") for i in range(int(sys.argv[2]))]
+label_into(sys.argv[1], Loud(0.1, seed=0), pairs)
+"""
+
+
+def test_labelling_killed_midway_resumes_without_loss_or_duplicates(tmp_path):
+    """Notebook 06's labelling loop: SIGKILL it mid-run twice, run it again: every pair is in the file
+    exactly once, and each judged pair before the kill is kept (at most the one in flight is redone)."""
+    from rlhf_lib.feedback import label_into, SimulatedAnnotator
+
+    rng, path, n = random.Random(1), tmp_path / "labels.jsonl", 300
+    for _ in range(2):
+        before = len(read_records(path, allow_empty=True)) if path.exists() else 0
+        lines = kill_after(start(RESUMING_LABELLER, path, n), rng.randint(20, 60), rng)
+        try:
+            after = len(read_records(path))
+        except TornTailError:
+            with pytest.warns(UserWarning):
+                repair_torn_tail(path)
+            after = len(read_records(path))
+        assert after >= before + len(lines) - 1, (before, len(lines), after)  # judged, then on disk
+    label_into(path, SimulatedAnnotator(0.1, seed=0, name="sim-0"), [("The plot was", f" good {i}.", f" bad {i}.")
+                                                                      for i in range(n)])
+    pairs = [(r["prompt"], r["completion_a"], r["completion_b"]) for r in read_records(path)]
+    assert len(pairs) == n and len(set(pairs)) == n

@@ -73,3 +73,20 @@ def test_fast_setting_reaches_the_kernel():
     finally:
         kernel.stop()
     assert "".join(seen).strip() == "True 10"
+
+
+def test_every_notebook_from_01_to_08_has_a_build_it_and_three_exercises():
+    """The learner writes the core of each training notebook, and the notebook's run uses it."""
+    from collections import Counter
+
+    from rlhf_lib.exercises import EXERCISES
+
+    per_notebook = Counter(ex.notebook for ex in EXERCISES.values())
+    for path in NOTEBOOKS:
+        number = path.name[:2]
+        if "01" <= number <= "08":
+            text = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "code")
+            assert per_notebook[number] >= 3, f"{path.name}: {per_notebook[number]} exercises"
+            assert "use_or_library(" in text, f"{path.name}: no build-it exercise plugged into the run"
+            for name in (n for n, ex in EXERCISES.items() if ex.notebook == number):
+                assert f'check("{name}"' in text, f"{path.name}: exercise {name} is never checked"

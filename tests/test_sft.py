@@ -80,3 +80,46 @@ def test_demonstration_files_get_clear_errors(tmp_path):
         load_demonstrations(missing)
     good = save_jsonl(make_demonstrations(3, seed=0), tmp_path / "good.jsonl")
     assert len(load_demonstrations(good)) == 3
+
+
+def test_sft_step_equals_a_hand_step_sequence_by_sequence(course):
+    """One step: the loss as the mean over every completion token of -log pi, each sequence run alone
+    (no padding), the gradient clipped to norm 1, one SGD step: the same loss and weights as `sft_step`."""
+    import copy
+
+    from rlhf_lib.sft import sft_step
+
+    model, tokenizer = copy.deepcopy(course[0]).eval(), course[1]
+    hand = copy.deepcopy(model)
+    batch = [{"prompt": "The plot was", "completion": " good."}, {"prompt": "I expected", "completion": " more. Sad."}]
+    total, count = 0.0, 0
+    for d in batch:
+        p = [tokenizer.bos_token_id] + tokenizer(d["prompt"], add_special_tokens=False)["input_ids"]
+        c = tokenizer(d["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        logp = hand(input_ids=torch.tensor([p + c])).logits[0].log_softmax(-1)
+        total = total - sum(logp[len(p) - 1 + t, tok] for t, tok in enumerate(c))
+        count += len(c)
+    (total / count).backward()
+    assert torch.nn.utils.clip_grad_norm_(hand.parameters(), 1.0) > 1.0  # the clipping matters here
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = sft_step(model, tokenizer, batch, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert abs(loss - float(total / count)) < 1e-5
+    for p0, p1, q in zip(before, model.parameters(), hand.parameters()):
+        torch.testing.assert_close(p0 - p1.detach(), 0.1 * q.grad, atol=1e-6, rtol=1e-4)
+
+
+def test_the_solution_step_plugged_in_trains_like_the_library():
+    from rlhf_lib import solutions
+    from rlhf_lib.sft import compare_sft_step
+
+    demos = make_demonstrations(64, seed=0)
+    runs = []
+    for step_fn in ({}, dict(step_fn=solutions.sft_step)):
+        model, tokenizer = load_model()
+        runs.append((sft(model, tokenizer, demos, SFTConfig(epochs=1, batch_size=16, seed=0), progress=False,
+                         **step_fn), model))
+    (a, model_a), (b, model_b) = runs
+    assert a.losses == pytest.approx(b.losses, rel=1e-6) and len(a.losses) == 4
+    for p, q in zip(model_a.parameters(), model_b.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+    assert compare_sft_step(solutions.sft_step) is None
