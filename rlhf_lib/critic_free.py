@@ -25,11 +25,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from rlhf_lib.group_advantages import AGGREGATIONS, SCALES, aggregate, grpo_advantages, grpo_token_loss, \
-    kl_in_reward, rloo_advantages
+from rlhf_lib.group_advantages import (AGGREGATIONS, SCALES, aggregate, grpo_advantages, grpo_token_loss,
+                                       kl_in_reward, rloo_advantages)
 from rlhf_lib.ppo import approx_kl, clip_fraction, entropy_from_logits, masked_mean
-from rlhf_lib.rlhf import Iteration, Rollout, RLHFSetup, gather_logp, kl_shaped_rewards, reference_logprobs, \
-    rollout, score_responses
+from rlhf_lib.rlhf import (Iteration, RLHFSetup, Rollout, gather_logp, kl_shaped_rewards, reference_logprobs,
+                           rollout, score_responses)
 
 METHODS = ("rloo", "grpo")
 KL_PLACES = ("reward", "loss")

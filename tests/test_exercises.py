@@ -2,8 +2,8 @@
 helpers around them (hint, use_or_library, what a check cell displays) behave as the notebooks need."""
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from rlhf_lib import solutions
 from rlhf_lib.exercises import EXERCISES, Verdict, check, hint, reveal, use_or_library

@@ -257,7 +257,7 @@ label_into(sys.argv[1], Loud(0.1, seed=0), pairs)
 def test_labelling_killed_midway_resumes_without_loss_or_duplicates(tmp_path):
     """Notebook 06's labelling loop: SIGKILL it mid-run twice, run it again: every pair is in the file
     exactly once, and each judged pair before the kill is kept (at most the one in flight is redone)."""
-    from rlhf_lib.feedback import label_into, SimulatedAnnotator
+    from rlhf_lib.feedback import SimulatedAnnotator, label_into
 
     rng, path, n = random.Random(1), tmp_path / "labels.jsonl", 300
     for _ in range(2):
