@@ -3,14 +3,14 @@
     python -m rlhf_lib pretrain --out DIR     train the small GPT-2 from scratch (the model in assets/model)
     python -m rlhf_lib sft --out DIR          fine-tune on positive demonstrations
     python -m rlhf_lib label --out DIR        pairs of completions labelled by the simulated annotator
-    python -m rlhf_lib reward --out DIR       train and evaluate a reward model
+    python -m rlhf_lib reward --out DIR       train and evaluate a reward model (whole reviews; --task sentence)
     python -m rlhf_lib ppo --out DIR --reward-model DIR     PPO-RLHF against a reward model
     python -m rlhf_lib pipeline --out DIR     (SFT,) labels, reward model, PPO, evaluation: end to end
 
 Each command saves with save_pretrained and writes DIR/summary.json with its figures. A command
 refuses an --out folder that is not empty (add --overwrite to replace what is there) and never writes
-into assets/ except for the two documented rebuilds (`pretrain --out assets/model`, `reward --out
-assets/reward_model`, each with --overwrite). `ppo --resume` and `pipeline --resume` continue an
+into assets/ except for the two documented rebuilds (`pretrain --out assets/model`, `reward --task sentence
+--out assets/reward_model`, each with --overwrite). `ppo --resume` and `pipeline --resume` continue an
 interrupted run from its last checkpoint or finished stage. Every option is checked before any work.
 """
 
@@ -112,7 +112,7 @@ def check_out(out: Path, command: str, overwrite: bool = False, resume: bool = F
         if REBUILDS.get(command) != resolved:
             raise ValueError(f"--out {out} is inside assets/, the files the course ships, and commands do not write "
                              "there (the documented rebuilds are `pretrain --out assets/model` and "
-                             "`reward --out assets/reward_model`, with --overwrite); choose another folder")
+                             "`reward --task sentence --out assets/reward_model`, with --overwrite); choose another folder")
     if resume:
         if not out.is_dir():
             raise FileNotFoundError(f"--resume: there is no run to continue at {out}")
