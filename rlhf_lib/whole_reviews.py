@@ -265,7 +265,7 @@ class WholeRewardConfig:
     """The whole-review reward model recipe (benchmarks/README.md, "Reward models for whole reviews"):
     92% held-out agreement with gold where a last-token head on 2k pairs reached 78%."""
 
-    n_groups: int = 1000
+    n_groups: int = 2000
     """training starts (`review_starts`); the policy writes `group_size` whole reviews from each"""
     group_size: int = 4
     """whole reviews sampled from each training start"""
@@ -273,8 +273,8 @@ class WholeRewardConfig:
     """groups whose reviews form one step's batch; every pair among the batch's reviews is labelled
     (16 groups of 4: 64 reviews, 2,016 judgements)"""
     epochs: int = 4
-    """passes over the training batches (1,000 groups of 4 in batches of 16 groups: 62 steps an epoch, 248 in
-    all; a run planned for 8 epochs reached 92.1% when stopped at step 245)"""
+    """passes over the training batches (2,000 groups of 4 in batches of 16 groups: 125 steps an epoch, 500 in
+    all; 1,000 groups for 4 epochs reached 86.9%, for 8 epochs stopped at step 245 92.1%)"""
     lr: float = 5e-4
     """AdamW learning rate, linear warmup then linear decay to 0"""
     warmup: int = 20
