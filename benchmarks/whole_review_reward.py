@@ -5,6 +5,13 @@
     python benchmarks/whole_review_features.py             # frozen hidden states (for the "frozen" options)
     python benchmarks/whole_review_reward.py [OPTION ...]   # train and measure; writes results/whole_review_reward.json
     python benchmarks/whole_review_reward.py --max-seconds 900 OPTION   # stop training after 15 minutes, then measure
+    python benchmarks/whole_review_reward.py recipe [FIELD=VALUE ...]   # the library's recipe end to end (no pool)
+    python benchmarks/whole_review_reward.py recipe-asset   # record assets/whole_review_reward_model/summary.json
+
+`recipe` runs `rlhf_lib.whole_reviews.train_whole_review_reward_model` with `WholeRewardConfig()` (what
+`python -m rlhf_lib reward` runs by default), changed by FIELD=VALUE pairs (`epochs=2`, `pooling=last`):
+it samples its own reviews and held-out pairs, so it needs no pool. `recipe-asset` records the build of the
+shipped model (scripts/build_whole_review_reward_model.py), the same recipe with seed 0.
 
 Reviews are sampled from the shipped course model to end-of-text, from starts drawn by
 `rlhf_lib.whole_reviews.review_starts` (a third course prompts, a third other openings of the language,
@@ -243,12 +250,52 @@ def gold_structure(heldout) -> dict:
                 annotator_temperature_0_1=float((labels == (gap > 0))[decided].mean()))
 
 
+def run_recipe(changes: list[str]) -> tuple[str, dict]:
+    """(name, summary) of the library's whole-review recipe with FIELD=VALUE changes to its config."""
+    import dataclasses
+    import os
+
+    from rlhf_lib.whole_reviews import WholeRewardConfig, train_whole_review_reward_model
+
+    defaults = {f.name: f.default for f in dataclasses.fields(WholeRewardConfig)}
+    kw = {}
+    for change in changes:
+        field, _, value = change.partition("=")
+        if field not in defaults:
+            sys.exit(f"unknown field {field!r}; fields: {list(defaults)}")
+        kind = type(defaults[field]) if defaults[field] is not None else float
+        kw[field] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+    load = os.getloadavg()
+    _, _, summary = train_whole_review_reward_model(WholeRewardConfig(**kw), progress=True)
+    summary.update(load_average_before=[round(x, 2) for x in load],
+                   load_average_after=[round(x, 2) for x in os.getloadavg()])
+    return "recipe" + "".join(f", {c}" for c in changes), summary
+
+
 def main(names: list[str]):
     max_seconds = None
     if names[:1] == ["--max-seconds"]:
         if len(names) < 2 or not names[1].replace(".", "", 1).isdigit() or float(names[1]) <= 0:
             sys.exit("--max-seconds needs a positive number of seconds")
         max_seconds, names = float(names[1]), names[2:]
+    if names and names[0] in ("recipe", "recipe-asset"):
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else dict(runs={})
+        if names[0] == "recipe":
+            name, summary = run_recipe(names[1:])
+        else:
+            name = "recipe (assets/whole_review_reward_model, scripts/build_whole_review_reward_model.py)"
+            summary = json.loads((ROOT / "assets/whole_review_reward_model/summary.json").read_text())
+        summary.setdefault("date", str(date.today()))
+        summary.setdefault("machine", f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+                                      f"torch {torch.__version__}")
+        summary.setdefault("commit", subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                                    text=True, cwd=ROOT).stdout.strip())
+        results.setdefault("recipe", {})[name] = summary
+        RESULTS.write_text(json.dumps(results, indent=2))
+        print(f"{name}: {summary['gold_accuracy']:.1%} of {summary['n_heldout_pairs']} held-out, "
+              f"{summary['steps']} of {summary['planned_steps']} steps, {summary['training_seconds']} s "
+              f"({summary['training_cpu_seconds']} CPU s)")
+        return
     if names == ["baseline"]:
         results = json.loads(RESULTS.read_text()) if RESULTS.exists() else dict(runs={})
         results["base_model_whole_reviews"] = base_model_rates()

@@ -3,14 +3,14 @@
     python -m rlhf_lib pretrain --out DIR     train the small GPT-2 from scratch (the model in assets/model)
     python -m rlhf_lib sft --out DIR          fine-tune on positive demonstrations
     python -m rlhf_lib label --out DIR        pairs of completions labelled by the simulated annotator
-    python -m rlhf_lib reward --out DIR       train and evaluate a reward model
+    python -m rlhf_lib reward --out DIR       train and evaluate a reward model (whole reviews; --task sentence)
     python -m rlhf_lib ppo --out DIR --reward-model DIR     PPO-RLHF against a reward model
     python -m rlhf_lib pipeline --out DIR     (SFT,) labels, reward model, PPO, evaluation: end to end
 
 Each command saves with save_pretrained and writes DIR/summary.json with its figures. A command
 refuses an --out folder that is not empty (add --overwrite to replace what is there) and never writes
-into assets/ except for the two documented rebuilds (`pretrain --out assets/model`, `reward --out
-assets/reward_model`, each with --overwrite). `ppo --resume` and `pipeline --resume` continue an
+into assets/ except for the two documented rebuilds (`pretrain --out assets/model`, `reward --task sentence
+--out assets/reward_model`, each with --overwrite). `ppo --resume` and `pipeline --resume` continue an
 interrupted run from its last checkpoint or finished stage. Every option is checked before any work.
 """
 
@@ -112,7 +112,7 @@ def check_out(out: Path, command: str, overwrite: bool = False, resume: bool = F
         if REBUILDS.get(command) != resolved:
             raise ValueError(f"--out {out} is inside assets/, the files the course ships, and commands do not write "
                              "there (the documented rebuilds are `pretrain --out assets/model` and "
-                             "`reward --out assets/reward_model`, with --overwrite); choose another folder")
+                             "`reward --task sentence --out assets/reward_model`, with --overwrite); choose another folder")
     if resume:
         if not out.is_dir():
             raise FileNotFoundError(f"--resume: there is no run to continue at {out}")
@@ -186,15 +186,22 @@ def _fresh_file(path: Path) -> Path:
 
 
 def make_labels(model, tokenizer, out: Path, n_pairs: int, annotator_temperature: float, seed: int,
-                max_new_tokens: int, model_name: str) -> dict:
-    """Sample pairs from the model, label them with the simulated annotator, write out/labels.jsonl."""
+                max_new_tokens: int, model_name: str, task: str = "sentence") -> dict:
+    """Sample pairs from the model, label them with the simulated annotator, write out/labels.jsonl.
+    task="sentence": two completions of a course prompt's sentence; task="whole": two whole reviews from one
+    start of `rlhf_lib.whole_reviews.review_starts` (sampled to end-of-text)."""
     import time
 
     from rlhf_lib.feedback import SimulatedAnnotator, gold_preference, label_pairs, sample_pairs, write_records
 
     start = time.perf_counter()
     path = _fresh_file(out / "labels.jsonl")
-    pairs = sample_pairs(model, tokenizer, n_pairs, max_new_tokens=max_new_tokens, seed=seed)
+    if task == "whole":
+        from rlhf_lib.whole_reviews import sample_whole_pairs
+
+        pairs = sample_whole_pairs(model, tokenizer, n_pairs, max_new_tokens=max_new_tokens, seed=seed)
+    else:
+        pairs = sample_pairs(model, tokenizer, n_pairs, max_new_tokens=max_new_tokens, seed=seed)
     annotator = SimulatedAnnotator(annotator_temperature, seed=seed)
     records = label_pairs(annotator, pairs, model=model_name)
     partial = out / ".labels.jsonl.partial"
@@ -204,7 +211,7 @@ def make_labels(model, tokenizer, out: Path, n_pairs: int, annotator_temperature
     choices = [r.choice for r in records]
     decided = [(r, gold_preference(r.prompt, r.completion_a, r.completion_b)) for r in records if r.choice in "ab"]
     agree = [r.choice == g for r, g in decided if g != "tie"]
-    return dict(labels=str(path), n=len(records), choices={c: choices.count(c) for c in sorted(set(choices))},
+    return dict(labels=str(path), task=task, n=len(records), choices={c: choices.count(c) for c in sorted(set(choices))},
                 annotator=annotator.name, annotator_temperature=annotator_temperature,
                 agreement_with_gold=sum(agree) / max(1, len(agree)), seconds=round(time.perf_counter() - start, 1))
 
@@ -217,7 +224,7 @@ def cmd_label(args):
         _remove(out / "labels.jsonl", out / "summary.json")
     model, tokenizer = load_model(args.model)
     summary = make_labels(model, tokenizer, out, args.n_pairs, args.annotator_temperature, args.seed,
-                          args.max_new_tokens, str(args.model or "course model"))
+                          args.max_new_tokens, str(args.model or "course model"), task=args.task)
     _write_summary(args.out, summary)
     return summary
 
@@ -247,10 +254,35 @@ def train_reward(out: Path, labels: Path, policy_model, policy_tokenizer, cfg, b
                 seconds=round(result.seconds, 1))
 
 
+# options of `reward` that only one task reads: (option, dest, default)
+SENTENCE_ONLY = (("--labels", "labels", None), ("--n-pairs", "n_pairs", 2000), ("--batch-size", "batch_size", 32),
+                 ("--group-by-length", "group_by_length", False))
+WHOLE_ONLY = (("--n-groups", "n_groups", None), ("--group-size", "group_size", None),
+              ("--groups-per-batch", "groups_per_batch", None), ("--zero-head", "zero_head", None),
+              ("--n-normalize", "n_normalize", None), ("--max-seconds", "max_seconds", None))
+
+
+def _task_options(args) -> None:
+    """Refuse, before any work, an option the chosen --task does not read."""
+    other = SENTENCE_ONLY if args.task == "whole" else WHOLE_ONLY
+    for option, dest, default in other:
+        if getattr(args, dest) != default:
+            raise ValueError(f"{option} does not apply to --task {args.task} (it belongs to --task "
+                             f"{'sentence' if args.task == 'whole' else 'whole'})")
+    if args.task == "whole" and (Path(args.out).expanduser().resolve() == REBUILDS["reward"]):
+        raise ValueError(f"--out {args.out} is the one-sentence reward model: rebuild it with --task sentence "
+                         "(whole-review models are rebuilt by scripts/build_whole_review_reward_model.py)")
+
+
 def cmd_reward(args):
+    _task_options(args)
+    if args.task == "whole":
+        return cmd_reward_whole(args)
     from rlhf_lib.lm import load_model
     from rlhf_lib.reward_model import RewardConfig
 
+    args.heldout = 500 if args.heldout is None else args.heldout
+    args.pooling = REWARD_POOLING if args.pooling is None else args.pooling
     cfg = config_from(args, RewardConfig)
     out = check_out(args.out, "reward", args.overwrite)
     if args.base is not None:
@@ -272,6 +304,39 @@ def cmd_reward(args):
     summary = train_reward(out, Path(labels), model, tokenizer, cfg, args.base, args.heldout, cfg.seed,
                            args.max_new_tokens, args.pooling)
     _write_summary(out, summary)
+    return summary
+
+
+def cmd_reward_whole(args):
+    """`reward --task whole`: `train_whole_review_reward_model` with the options' config, saved to --out."""
+    from rlhf_lib.whole_reviews import WholeRewardConfig, train_whole_review_reward_model
+
+    given = dict(n_heldout=args.heldout, pooling=args.pooling, **{dest: getattr(args, dest) for _, dest, _ in WHOLE_ONLY})
+    try:
+        cfg = WholeRewardConfig(epochs=args.epochs, lr=args.lr, warmup=args.warmup, seed=args.seed,
+                                annotator_temperature=args.annotator_temperature, max_new_tokens=args.max_new_tokens,
+                                **{k: v for k, v in given.items() if v is not None})
+    except ValueError as err:
+        name = str(err).split()[0]
+        option = {"n_heldout": "heldout"}.get(name, name).replace("_", "-")
+        raise ValueError(f"{err} (option --{option})") from None
+    out = check_out(args.out, "reward", args.overwrite)
+    if args.base is not None:
+        from rlhf_lib.lm import check_model_source
+
+        check_model_source(args.base, "a backbone")
+    policy = None
+    if args.model is not None:
+        from rlhf_lib.lm import load_model
+
+        policy = load_model(args.model)
+    if args.overwrite:
+        _remove(out / "summary.json")
+    model, tokenizer, summary = train_whole_review_reward_model(cfg, policy=policy, base=args.base)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    summary.update(model=str(args.model or "course model"), load_average=[round(x, 2) for x in os.getloadavg()])
+    _write_summary(out, summary)  # last: the folder holds a finished model when summary.json is there
     return summary
 
 
@@ -483,21 +548,39 @@ def add_feedback_commands(sub):
                        help="noise of the simulated annotator (default: 0.1)")
         p.add_argument("--max-new-tokens", type=_count(), default=64, dest="max_new_tokens")
 
+    def task(p, what):
+        p.add_argument("--task", choices=["whole", "sentence"], default="whole",
+                       help=f"whole: {what} whole reviews (to end-of-text) from course prompts, other openings and "
+                            "the start of text; sentence: the one-sentence completions of a course prompt "
+                            "(default: whole)")
+
     p = sub.add_parser("label", help="pairs of completions labelled by the simulated annotator (JSONL)")
     common(p, "labels.jsonl")
     labelling(p)
+    task(p, "pairs of")
     p.add_argument("--seed", type=_count(0), default=0)
     p.set_defaults(run=cmd_label)
 
-    p = sub.add_parser("reward", help="train and evaluate a reward model")
+    from rlhf_lib.whole_reviews import WholeRewardConfig
+
+    p = sub.add_parser("reward", help="train and evaluate a reward model (default: on whole reviews, "
+                       "WholeRewardConfig's recipe)")
     common(p, "the reward model")
     labelling(p)
-    p.add_argument("--labels", type=Path, default=None, help="JSONL of preference records (default: make them)")
+    task(p, "a reward model for")
+    p.add_argument("--labels", type=Path, default=None, help="--task sentence: JSONL of preference records "
+                   "(default: make them)")
     p.add_argument("--base", default=None, help="backbone (default: the course model)")
-    p.add_argument("--heldout", type=_count(), default=500, help="fresh pairs to check against gold (default: 500)")
-    p.add_argument("--pooling", choices=["last", "sum"], default=REWARD_POOLING,
-                   help=f"where the head reads (default: {REWARD_POOLING})")
+    p.add_argument("--heldout", type=_count(), default=None,
+                   help="fresh pairs to check against gold (default: 1000 whole, 500 sentence)")
+    p.add_argument("--pooling", choices=["last", "sum"], default=None,
+                   help=f"where the head reads (default: sum for whole, {REWARD_POOLING} for sentence)")
     add_config_options(p, RewardConfig)
+    whole = {f.name: f for f in fields(WholeRewardConfig)}
+    for option, dest, _ in WHOLE_ONLY:
+        kind = (_bool if dest == "zero_head" else _optional_float if dest == "max_seconds" else _count())
+        p.add_argument(option, type=kind, default=None, dest=dest,
+                       help=f"--task whole (default: {whole[dest].default})")
     p.set_defaults(run=cmd_reward)
 
     p = sub.add_parser("ppo", help="PPO-RLHF of a policy against a reward model")

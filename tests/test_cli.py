@@ -45,7 +45,7 @@ def test_label_reward_ppo_commands(tmp_path):
     from rlhf_lib.reward_model import load_reward_model
 
     labels = tmp_path / "labels"
-    p = run("label", "--out", str(labels), "--n-pairs", "40", "--max-new-tokens", "24")
+    p = run("label", "--out", str(labels), "--task", "sentence", "--n-pairs", "40", "--max-new-tokens", "24")
     assert p.returncode == 0, p.stderr[-2000:]
     records = read_records(labels / "labels.jsonl")  # the widget's format, validated line by line
     summary = json.loads((labels / "summary.json").read_text())
@@ -54,7 +54,8 @@ def test_label_reward_ppo_commands(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
 
     reward = tmp_path / "reward"
-    r = run("reward", "--out", str(reward), "--labels", str(labels / "labels.jsonl"), "--epochs", "1",
+    r = run("reward", "--out", str(reward), "--task", "sentence", "--labels", str(labels / "labels.jsonl"),
+            "--epochs", "1",
             "--heldout", "16", "--max-new-tokens", "24", "--group-by-length", "true")
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((reward / "summary.json").read_text())
@@ -229,14 +230,15 @@ def test_reward_same_seed_same_weights_from_the_command_line(tmp_path, capsys):
     import torch
     from safetensors.torch import load_file
 
-    code, err = main_in_process(capsys, "label", "--out", tmp_path / "labels", "--n-pairs", "40",
+    code, err = main_in_process(capsys, "label", "--out", tmp_path / "labels", "--task", "sentence", "--n-pairs", "40",
                                 "--max-new-tokens", "24")
     assert code == 0, err
     summaries, weights = [], []
     for k in range(2):
         torch.rand(17 + k)  # the global generator is somewhere else each time
         out = tmp_path / f"rm{k}"
-        code, err = main_in_process(capsys, "reward", "--out", out, "--labels", tmp_path / "labels" / "labels.jsonl",
+        code, err = main_in_process(capsys, "reward", "--out", out, "--task", "sentence",
+                                    "--labels", tmp_path / "labels" / "labels.jsonl",
                                     "--epochs", "2", "--batch-size", "8", "--heldout", "16", "--max-new-tokens", "24")
         assert code == 0, err
         summaries.append(json.loads((out / "summary.json").read_text()))
