@@ -101,6 +101,14 @@ class RLHFConfig:
     """gradient clipping"""
     seed: int = 0
     """seeds sampling, minibatch order and the value head"""
+    ptx_coef: float = 0.0
+    """PPO-ptx (InstructGPT): weight of the next-token loss on review text added to each minibatch's loss (0: off)"""
+    ptx_batch_size: int = 8
+    """review-text blocks in each minibatch's ptx loss"""
+    ptx_block_size: int = 64
+    """tokens in one ptx block"""
+    ptx_reviews: int = 2_000
+    """reviews generated (seeded by `seed`) for the ptx corpus"""
 
     def __post_init__(self):
         check_finite_fields(self)
@@ -108,6 +116,9 @@ class RLHFConfig:
         check_optional_positive("unfinished_penalty", self.unfinished_penalty, allow_zero=True)
         check_count("forced_min_tokens", self.forced_min_tokens, minimum=0)
         check_count("seed", self.seed, minimum=0)
+        check_positive("ptx_coef", self.ptx_coef, allow_zero=True)
+        for name in ("ptx_batch_size", "ptx_block_size", "ptx_reviews"):
+            check_count(name, getattr(self, name))
         for name in ("iterations", "batch_size", "responses_per_prompt", "max_new_tokens", "epochs", "minibatches",
                      "kl_horizon"):
             check_count(name, getattr(self, name))
@@ -302,6 +313,23 @@ class RLHFSetup:
     """where the forward and backward passes run"""
     accelerator: object = None
     """an `accelerate.Accelerator`, or None for one process"""
+    ptx_blocks: torch.Tensor | None = None
+    """(n_blocks, ptx_block_size + 1) token ids of review text for the ptx loss; None when ptx_coef is 0"""
+
+
+def ptx_corpus(tokenizer, cfg: RLHFConfig) -> torch.Tensor:
+    """Review text as the course model was pretrained on it: cfg.ptx_reviews generated reviews (seeded by
+    cfg.seed), each as <eos> review, packed end to end into blocks: (n_blocks, ptx_block_size + 1)."""
+    from rlhf_lib.pretrain import pack
+    from rlhf_lib.reviews import generate_reviews
+
+    return pack(tokenizer, generate_reviews(cfg.ptx_reviews, seed=cfg.seed), cfg.ptx_block_size)
+
+
+def ptx_loss(lm, blocks: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of `lm` on blocks (b, T + 1): the pretraining loss, at temperature 1."""
+    logits = lm(input_ids=blocks[:, :-1]).logits  # (b, T, V)
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), blocks[:, 1:].reshape(-1))
 
 
 def make_setup(policy_lm, tokenizer, reference, score_fn: Callable, cfg: RLHFConfig, accelerator=None) -> RLHFSetup:
@@ -322,13 +350,17 @@ def make_setup(policy_lm, tokenizer, reference, score_fn: Callable, cfg: RLHFCon
     wrapped = accelerator.prepare(model) if accelerator else model  # DDP averages the gradients across processes
     if accelerator:
         opt = accelerator.prepare(opt)
-    return RLHFSetup(model, wrapped, reference, tokenizer, score_fn, opt, sampler, shuffler, cfg, device, accelerator)
+    ptx_blocks = ptx_corpus(tokenizer, cfg) if cfg.ptx_coef > 0 else None
+    return RLHFSetup(model, wrapped, reference, tokenizer, score_fn, opt, sampler, shuffler, cfg, device, accelerator,
+                     ptx_blocks)
 
 
 def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values) -> dict:
     """cfg.epochs passes of cfg.minibatches minibatches over the rollout: clipped policy loss + vf_coef x
-    clipped value loss, gradients clipped. advantages, returns, values (before the update): (B, R).
-    Returns the mean over minibatches of policy_loss, value_loss, entropy, approx_kl, clip_fraction, and
+    clipped value loss (+ ptx_coef x next-token loss on ptx_batch_size blocks of review text drawn with the
+    minibatch order's random stream, when ptx_coef > 0), gradients clipped. advantages, returns, values
+    (before the update): (B, R). Returns the mean over minibatches of policy_loss, value_loss, entropy,
+    approx_kl, clip_fraction, ptx_loss (only when on), and
     first_ratio_gap: max |logp - logp_old| in the first minibatch (0 up to rounding: the ratio starts at 1)."""
     cfg, device, opt = setup.cfg, setup.device, setup.opt
     ids = batch.ids(device)
@@ -349,15 +381,20 @@ def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values) ->
             pg_loss = clipped_surrogate(logp, logp_old, adv[idx], cfg.clip_eps, m)
             v_loss = value_loss(v, ret[idx], values_old_all[idx], cfg.value_clip_eps, m)
             loss = pg_loss + cfg.vf_coef * v_loss
+            if cfg.ptx_coef > 0:  # PPO-ptx: keep the language of the pretraining corpus
+                rows = torch.randint(len(setup.ptx_blocks), (cfg.ptx_batch_size,), generator=setup.shuffler)
+                lm_loss = ptx_loss(setup.model.lm, setup.ptx_blocks[rows].to(device))
+                loss = loss + cfg.ptx_coef * lm_loss
             opt.zero_grad()
             (setup.accelerator.backward(loss) if setup.accelerator else loss.backward())
             nn.utils.clip_grad_norm_(setup.model.parameters(), cfg.max_grad_norm)
             opt.step()
             with torch.no_grad():
                 stats.append([float(pg_loss), float(v_loss), float(masked_mean(entropy_from_logits(logits), m)),
-                              float(approx_kl(logp, logp_old, m)), float(clip_fraction(logp, logp_old, cfg.clip_eps, m))])
+                              float(approx_kl(logp, logp_old, m)), float(clip_fraction(logp, logp_old, cfg.clip_eps, m))]
+                             + ([float(lm_loss)] if cfg.ptx_coef > 0 else []))
     means = np.mean(stats, axis=0)
-    names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+    names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "ptx_loss")
     return dict(zip(names, means), first_ratio_gap=first_ratio_gap)
 
 
