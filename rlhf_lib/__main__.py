@@ -79,16 +79,35 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def add_config_options(parser, config_cls, skip=()):
-    """One --option per dataclass field, with the field's default."""
+TASK_DEFAULT = object()
+"""an option's default that depends on --task (resolved by `task_config_from`)"""
+
+
+def add_config_options(parser, config_cls, skip=(), whole: dict | None = None):
+    """One --option per dataclass field, with the field's default; a field in `whole` has another default
+    for --task whole (the option's default is then TASK_DEFAULT, resolved by `task_config_from`)."""
+    whole = whole or {}
     for f in fields(config_cls):
         if f.name in skip:
             continue
         default = f.default
         kind = (_optional_float if default is None or "None" in str(f.type) else _bool if isinstance(default, bool)
                 else _float if isinstance(default, float) else type(default))
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default, dest=f.name,
-                            help=f"(default: {default})")
+        if f.name in whole:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=TASK_DEFAULT, dest=f.name,
+                                help=f"(default: {whole[f.name]} for --task whole, {default} for --task sentence)")
+        else:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default, dest=f.name,
+                                help=f"(default: {default})")
+
+
+def task_config_from(args, config_cls, whole: dict):
+    """`config_from`, with the --task whole defaults for the options left at TASK_DEFAULT."""
+    for name, value in whole.items():
+        if getattr(args, name, None) is TASK_DEFAULT:
+            setattr(args, name, value if args.task == "whole" else
+                    next(f.default for f in fields(config_cls) if f.name == name))
+    return config_from(args, config_cls)
 
 
 def config_from(args, config_cls):
@@ -340,12 +359,17 @@ def cmd_reward_whole(args):
     return summary
 
 
-def run_ppo(out: Path, model_name, reward_path, cfg, eval_samples: int, accelerator=None, resume: bool = False) -> dict:
+def run_ppo(out: Path, model_name, reward_path, cfg, eval_samples: int, accelerator=None, resume: bool = False,
+            task: str = "whole") -> dict:
+    """PPO of the policy against the reward model, evaluated before and after. task="whole": whole reviews from
+    `whole_review_prompts`, evaluated from the course prompts and from the start of text (`evaluate_whole`:
+    before/after hold "course" and "empty"); task="sentence": the course prompts' first sentence."""
     from rlhf_lib.checkpoint import find_checkpoint
     from rlhf_lib.lm import check_fits, load_model
     from rlhf_lib.reviews import PROMPTS
     from rlhf_lib.reward_model import load_reward_model
     from rlhf_lib.rlhf import evaluate_policy, review_metrics, train_rlhf
+    from rlhf_lib.whole_reviews import evaluate_whole, whole_review_prompts
 
     if resume and find_checkpoint(out / "checkpoint") is None and not (out / "checkpoint" / "trainer.pt").exists():
         raise FileNotFoundError(f"--resume: no complete checkpoint in {out / 'checkpoint'} to continue from")
@@ -357,15 +381,22 @@ def run_ppo(out: Path, model_name, reward_path, cfg, eval_samples: int, accelera
         raise ValueError(f"--max-new-tokens {cfg.max_new_tokens} is too long for this model: {err}") from None
     reference, _ = load_model(model_name)
     main_process = accelerator is None or accelerator.is_main_process
-    before = evaluate_policy(policy, reference, tokenizer, *reward, n=eval_samples) if main_process else None
-    result = train_rlhf(policy, tokenizer, *reward, reference, cfg, checkpoint_dir=out / "checkpoint",
+    if task == "whole":
+        prompts = whole_review_prompts(seed=cfg.seed)
+        evaluate = lambda: evaluate_whole(policy, reference, tokenizer, *reward, n=eval_samples,
+                                          max_new_tokens=cfg.max_new_tokens)
+    else:
+        prompts = PROMPTS
+        evaluate = lambda: evaluate_policy(policy, reference, tokenizer, *reward, n=eval_samples)
+    before = evaluate() if main_process else None
+    result = train_rlhf(policy, tokenizer, *reward, reference, cfg, prompts=prompts, checkpoint_dir=out / "checkpoint",
                         resume=resume, accelerator=accelerator, metrics=review_metrics)
     if not main_process:
         return {}
-    after = evaluate_policy(policy, reference, tokenizer, *reward, n=eval_samples)
+    after = evaluate()
     policy.save_pretrained(out / "policy")
     tokenizer.save_pretrained(out / "policy")
-    return dict(model=str(model_name or "course model"), reward_model=str(reward_path), config=vars(cfg),
+    return dict(model=str(model_name or "course model"), task=task, reward_model=str(reward_path), config=vars(cfg),
                 before=before, after=after, train_seconds=round(result.seconds, 1),
                 processes=accelerator.num_processes if accelerator else 1, last_iteration=result.history[-1],
                 policy=str(out / "policy"))
@@ -373,8 +404,11 @@ def run_ppo(out: Path, model_name, reward_path, cfg, eval_samples: int, accelera
 
 def cmd_ppo(args):
     from rlhf_lib.rlhf import RLHFConfig
+    from rlhf_lib.whole_reviews import WHOLE_REVIEW_PPO, WHOLE_REVIEW_REWARD_MODEL
 
-    cfg = config_from(args, RLHFConfig)
+    cfg = task_config_from(args, RLHFConfig, WHOLE_REVIEW_PPO)
+    if args.reward_model is None:
+        args.reward_model = WHOLE_REVIEW_REWARD_MODEL if args.task == "whole" else ASSETS / "reward_model"
     out = check_out(args.out, "ppo", args.overwrite, args.resume)
     accelerator = None
     if args.accelerate or int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by `accelerate launch`
@@ -385,13 +419,14 @@ def cmd_ppo(args):
         _remove(out / "summary.json", out / "policy", *(out / f"checkpoint{x}" for x in ("", ".new", ".old")))
     if accelerator:
         accelerator.wait_for_everyone()
-    summary = run_ppo(out, args.model, args.reward_model, cfg, args.eval_samples, accelerator, args.resume)
+    summary = run_ppo(out, args.model, args.reward_model, cfg, args.eval_samples, accelerator, args.resume, args.task)
     if summary:
         _write_summary(args.out, summary)
     return summary
 
 
-PIPELINE_SETTINGS = ("model", "sft", "n_pairs", "annotator_temperature", "heldout", "iterations", "seed")
+PIPELINE_SETTINGS = ("task", "model", "sft", "n_pairs", "n_groups", "annotator_temperature", "heldout", "iterations",
+                     "seed")
 
 
 def _stage(folder: Path, resume: bool):
@@ -400,8 +435,29 @@ def _stage(folder: Path, resume: bool):
     return json.loads(done.read_text()) if resume and done.is_file() else None
 
 
+def _pipeline_options(args):
+    """Fill the --task dependent defaults; refuse, before any work, an option the task does not read."""
+    from rlhf_lib.whole_reviews import WholeRewardConfig, whole_review_config
+
+    whole = args.task == "whole"
+    for option, dest in (("--n-pairs", "n_pairs"), ("--n-groups", "n_groups")):
+        if getattr(args, dest) is not None and (dest == "n_pairs") == whole:
+            raise ValueError(f"{option} does not apply to --task {args.task} "
+                             f"(whole reviews are labelled in groups: --n-groups; one sentence: --n-pairs)")
+    if whole:
+        args.n_groups = WholeRewardConfig.n_groups if args.n_groups is None else args.n_groups
+    else:
+        args.n_pairs = 2000 if args.n_pairs is None else args.n_pairs
+    args.heldout = (1000 if whole else 500) if args.heldout is None else args.heldout
+    if args.iterations is None:
+        from rlhf_lib.rlhf import RLHFConfig
+
+        args.iterations = whole_review_config().iterations if whole else RLHFConfig.iterations
+
+
 def cmd_pipeline(args):
-    """SFT if asked, then labels, reward model, PPO and the evaluation, each in its own subfolder. A stage is
+    """SFT if asked, then labels, reward model, PPO and the evaluation, each in its own subfolder (--task whole:
+    the reward model's recipe labels its own groups of whole reviews, so there is no labels stage). A stage is
     finished when its summary.json is written; --resume skips finished stages and continues PPO from its
     checkpoint."""
     import time
@@ -410,8 +466,17 @@ def cmd_pipeline(args):
     from rlhf_lib.lm import load_model
     from rlhf_lib.reward_model import RewardConfig
     from rlhf_lib.rlhf import RLHFConfig
+    from rlhf_lib.whole_reviews import WholeRewardConfig, train_whole_review_reward_model, whole_review_config
 
-    reward_cfg, cfg = RewardConfig(seed=args.seed), RLHFConfig(iterations=args.iterations, seed=args.seed)
+    _pipeline_options(args)
+    whole = args.task == "whole"
+    if whole:
+        whole_cfg = WholeRewardConfig(n_groups=args.n_groups, annotator_temperature=args.annotator_temperature,
+                                      n_heldout=args.heldout, seed=args.seed,
+                                      groups_per_batch=min(WholeRewardConfig.groups_per_batch, args.n_groups))
+        cfg = whole_review_config(iterations=args.iterations, seed=args.seed)
+    else:
+        reward_cfg, cfg = RewardConfig(seed=args.seed), RLHFConfig(iterations=args.iterations, seed=args.seed)
     out = check_out(args.out, "pipeline", args.overwrite, args.resume)
     settings = {k: getattr(args, k) for k in PIPELINE_SETTINGS}
     if args.resume:
@@ -442,14 +507,22 @@ def cmd_pipeline(args):
             _write_summary(out / "sft", stages["sft"])
         model_name = str(out / "sft")
     model, tokenizer = load_model(model_name)
-    stages["labels"] = _stage(out / "labels", args.resume)
-    if stages["labels"] is None:
-        _remove(out / "labels")  # an unfinished stage starts again from nothing
-        stages["labels"] = make_labels(model, tokenizer, out / "labels", args.n_pairs, args.annotator_temperature,
-                                       args.seed, 64, str(model_name or "course model"))
-        _write_summary(out / "labels", stages["labels"])
+    if not whole:
+        stages["labels"] = _stage(out / "labels", args.resume)
+        if stages["labels"] is None:
+            _remove(out / "labels")  # an unfinished stage starts again from nothing
+            stages["labels"] = make_labels(model, tokenizer, out / "labels", args.n_pairs, args.annotator_temperature,
+                                           args.seed, 64, str(model_name or "course model"), task="sentence")
+            _write_summary(out / "labels", stages["labels"])
     stages["reward_model"] = _stage(out / "reward_model", args.resume)
-    if stages["reward_model"] is None:
+    if stages["reward_model"] is None and whole:
+        _remove(out / "reward_model")
+        reward_model, reward_tokenizer, stages["reward_model"] = train_whole_review_reward_model(
+            whole_cfg, policy=(model, tokenizer), progress=True)
+        reward_model.save_pretrained(out / "reward_model")
+        reward_tokenizer.save_pretrained(out / "reward_model")
+        _write_summary(out / "reward_model", stages["reward_model"])
+    elif stages["reward_model"] is None:
         stages["reward_model"] = train_reward(out / "reward_model", Path(stages["labels"]["labels"]), model,
                                               tokenizer, reward_cfg, None, args.heldout, args.seed, 64, REWARD_POOLING)
         _write_summary(out / "reward_model", stages["reward_model"])
@@ -457,9 +530,9 @@ def cmd_pipeline(args):
     if stages["ppo"] is None:
         resume_ppo = args.resume and find_checkpoint(out / "ppo" / "checkpoint") is not None
         stages["ppo"] = run_ppo(out / "ppo", model_name, out / "reward_model", cfg, args.eval_samples,
-                                resume=resume_ppo)
+                                resume=resume_ppo, task=args.task)
         _write_summary(out / "ppo", stages["ppo"])
-    summary = dict(before=stages["ppo"]["before"], after=stages["ppo"]["after"],
+    summary = dict(task=args.task, before=stages["ppo"]["before"], after=stages["ppo"]["after"],
                    reward_model_gold_accuracy=stages["reward_model"]["gold_accuracy"], stages=stages,
                    policy=stages["ppo"]["policy"], seconds=round(time.perf_counter() - start, 1))
     _write_summary(out, summary)
@@ -583,23 +656,38 @@ def add_feedback_commands(sub):
                        help=f"--task whole (default: {whole[dest].default})")
     p.set_defaults(run=cmd_reward)
 
-    p = sub.add_parser("ppo", help="PPO-RLHF of a policy against a reward model")
+    from rlhf_lib.whole_reviews import WHOLE_REVIEW_PPO
+
+    p = sub.add_parser("ppo", help="PPO-RLHF of a policy against a reward model (default: on whole reviews)")
     common(p, "the policy, checkpoints")
-    p.add_argument("--reward-model", required=True, type=Path, dest="reward_model", help="a folder from `reward`")
-    p.add_argument("--eval-samples", type=_count(), default=500, dest="eval_samples")
+    task(p, "PPO on")
+    p.add_argument("--reward-model", default=None, type=Path, dest="reward_model",
+                   help="a folder from `reward` (default: the shipped reward model of the task, "
+                        "assets/whole_review_reward_model or assets/reward_model)")
+    p.add_argument("--eval-samples", type=_count(), default=500, dest="eval_samples",
+                   help="samples in each evaluation (--task whole: from the course prompts, and as many from the "
+                        "start of text) (default: 500)")
     _resume(p)
     p.add_argument("--accelerate", action="store_true",
                    help="run under `accelerate launch` (several processes split the rollouts)")
-    add_config_options(p, RLHFConfig)
+    add_config_options(p, RLHFConfig, whole=WHOLE_REVIEW_PPO)
     p.set_defaults(run=cmd_ppo)
 
-    p = sub.add_parser("pipeline", help="(SFT,) labels, reward model, PPO and evaluation, end to end")
+    p = sub.add_parser("pipeline", help="(SFT,) labels, reward model, PPO and evaluation, end to end "
+                       "(default: on whole reviews)")
     common(p, "every stage")
+    task(p, "the pipeline on")
     p.add_argument("--sft", action="store_true", help="start with supervised fine-tuning")
-    p.add_argument("--n-pairs", type=_count(), default=2000, dest="n_pairs")
+    p.add_argument("--n-pairs", type=_count(), default=None, dest="n_pairs",
+                   help="--task sentence: pairs to label (default: 2000)")
+    p.add_argument("--n-groups", type=_count(), default=None, dest="n_groups",
+                   help=f"--task whole: starts whose groups of 4 whole reviews are labelled pair by pair "
+                        f"(default: {WholeRewardConfig.n_groups})")
     p.add_argument("--annotator-temperature", type=_positive, default=0.1, dest="annotator_temperature")
-    p.add_argument("--heldout", type=_count(), default=500)
-    p.add_argument("--iterations", type=_count(), default=RLHFConfig.iterations, help="PPO iterations")
+    p.add_argument("--heldout", type=_count(), default=None,
+                   help="fresh pairs to check the reward model against gold (default: 1000 whole, 500 sentence)")
+    p.add_argument("--iterations", type=_count(), default=None,
+                   help="PPO iterations (default: the task's PPO config)")
     p.add_argument("--eval-samples", type=_count(), default=500, dest="eval_samples")
     p.add_argument("--seed", type=_count(0), default=0)
     _resume(p)

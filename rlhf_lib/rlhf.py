@@ -637,18 +637,23 @@ def review_metrics(texts: list[str]) -> dict:
 
 @torch.no_grad()
 def evaluate_policy(policy, reference, tokenizer, reward_model=None, reward_tokenizer=None, n: int = 500,
-                    seed: int = 1234, max_new_tokens: int = 32, temperature: float = 1.0, stop_at: str = "sentence") -> dict:
-    """Figures of n samples from the course prompts: gold positive rate, grammatical rate, mean reward
-    (if a reward model is given), and the KL to the reference per response (k1 mean, and the exact
-    per-step KL summed along the sampled responses)."""
+                    seed: int = 1234, max_new_tokens: int = 32, temperature: float = 1.0, stop_at: str = "sentence",
+                    starts: list[str] | None = None) -> dict:
+    """Figures of n samples, one from each of `starts` in turn (default: the course prompts; [""] samples from
+    the start of text): gold positive rate, grammatical rate, mean reward (if a reward model is given), the
+    share that ended, and the KL to the reference per response (k1 mean, and the exact per-step KL summed
+    along the sampled responses)."""
     from rlhf_lib.evaluate import text_report
     from rlhf_lib.reviews import PROMPTS
     from rlhf_lib.reward_model import score_texts
 
+    starts = list(PROMPTS if starts is None else starts)
+    if not starts:
+        raise ValueError('starts is empty: give at least one start ("" is the start of text)')
     generator = torch.Generator().manual_seed(seed)
     texts, k1, exact, finished = [], [], [], []
     for start in range(0, n, 125):
-        batch = [PROMPTS[i % len(PROMPTS)] for i in range(start, min(n, start + 125))]
+        batch = [starts[i % len(starts)] for i in range(start, min(n, start + 125))]
         s = sample(policy, tokenizer, batch, max_new_tokens, temperature, generator=generator, stop_at=stop_at)
         device = next(policy.parameters()).device
         ids = tuple(t.to(device) for t in (s.prompt_ids, s.prompt_mask, s.response_ids, s.response_mask))

@@ -64,11 +64,12 @@ def test_label_reward_ppo_commands(tmp_path):
     assert model.config.reward_pooling == "last" and model.config.reward_std > 0
 
     ppo = tmp_path / "ppo"
-    q = run("ppo", "--out", str(ppo), "--reward-model", str(reward), "--iterations", "2", "--batch-size", "8",
+    q = run("ppo", "--out", str(ppo), "--task", "sentence", "--reward-model", str(reward), "--iterations", "2", "--batch-size", "8",
             "--minibatches", "2", "--max-new-tokens", "16", "--eval-samples", "8", "--target-kl", "4")
     assert q.returncode == 0, q.stderr[-2000:]
     summary = json.loads((ppo / "summary.json").read_text())
     assert {"positive_rate", "grammatical_rate", "kl_k1"} <= set(summary["after"]) and summary["config"]["target_kl"] == 4
+    assert summary["config"]["stop_at"] == "sentence" and summary["config"]["max_new_tokens"] == 16
     AutoModelForCausalLM.from_pretrained(ppo / "policy")
     missing = run("ppo", "--out", str(tmp_path / "x"), "--reward-model", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "no reward model at" in missing.stderr
@@ -81,7 +82,7 @@ def test_ppo_under_accelerate_with_two_processes(tmp_path):
     accelerate = Path(sys.executable).parent / "accelerate"
     out = tmp_path / "ppo2"
     p = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlhf_lib", "ppo", "--out", str(out),
+                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlhf_lib", "ppo", "--task", "sentence", "--out", str(out),
                         "--reward-model", str(ROOT / "assets" / "reward_model"), "--iterations", "3",
                         "--batch-size", "16", "--minibatches", "2", "--eval-samples", "16"],
                        capture_output=True, text=True, timeout=600)
@@ -95,24 +96,32 @@ def test_ppo_under_accelerate_with_two_processes(tmp_path):
 
 
 def test_pipeline_end_to_end_on_a_tiny_budget(tmp_path, capsys):
+    """The default task, whole reviews: the reward model's recipe on 16 groups, 2 PPO iterations, evaluated from
+    the course prompts and from the start of text."""
+    from rlhf_lib.whole_reviews import whole_review_config
+
     out = tmp_path / "run"
-    args = ("--n-pairs", "48", "--heldout", "16", "--iterations", "2", "--eval-samples", "16")
+    args = ("--n-groups", "16", "--heldout", "16", "--iterations", "2", "--eval-samples", "16")
     p = run("pipeline", "--out", str(out), *args)
     assert p.returncode == 0, p.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert {"before", "after", "reward_model_gold_accuracy", "seconds"} <= set(summary)
-    assert set(summary["stages"]) == {"labels", "reward_model", "ppo"}
+    assert set(summary["stages"]) == {"reward_model", "ppo"} and summary["task"] == "whole"
+    assert set(summary["after"]) == {"course", "empty"} and summary["after"]["empty"]["n"] == 16
+    config = summary["stages"]["ppo"]["config"]
+    assert config == {**vars(whole_review_config(iterations=2)), "seed": 0} and config["stop_at"] == "text"
+    assert summary["stages"]["reward_model"]["n_train_groups"] == 16
     assert f"saved to {out}" in p.stdout and str(out / "ppo" / "policy") in p.stdout
     AutoModelForCausalLM.from_pretrained(summary["policy"])
 
     # as if the run had died during PPO: the finished stages are kept, PPO continues from its checkpoint
     (out / "summary.json").unlink()
     (out / "ppo" / "summary.json").unlink()
-    finished = {p: p.stat().st_mtime_ns for p in (out / "labels" / "labels.jsonl", out / "reward_model" / "model.safetensors")}
+    finished = {p: p.stat().st_mtime_ns for p in (out / "reward_model" / "summary.json", out / "reward_model" / "model.safetensors")}
     code, err = main_in_process(capsys, "pipeline", "--out", out, *args)
     assert code == 2 and "--resume" in err
-    code, err = main_in_process(capsys, "pipeline", "--out", out, *args[:1], "50", *args[2:], "--resume")
-    assert code == 2 and "--n-pairs 48 then, 50 now" in err
+    code, err = main_in_process(capsys, "pipeline", "--out", out, *args[:1], "17", *args[2:], "--resume")
+    assert code == 2 and "--n-groups 16 then, 17 now" in err
     code, err = main_in_process(capsys, "pipeline", "--out", out, *args, "--resume")
     assert code == 0, err
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not made again
@@ -155,6 +164,9 @@ import pytest  # noqa: E402
     (("ppo", "--reward-model", REWARD, "--value-clip-eps", "-1"), "value_clip_eps (or None to switch it off)"),
     (("ppo", "--reward-model", REWARD, "--max-new-tokens", "300"), "--max-new-tokens 300 is too long"),
     (("pipeline", "--iterations", "0"), "--iterations: must be at least 1"),
+    (("pipeline", "--n-pairs", "40"), "--n-pairs does not apply to --task whole"),
+    (("pipeline", "--task", "sentence", "--n-groups", "40"), "--n-groups does not apply to --task sentence"),
+    (("ppo", "--ptx-coef", "-1"), "ptx_coef"),
     (("sft", "--warmup", "0"), "warmup must be an integer >= 1"),
 ])
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys, args, message):
@@ -257,7 +269,7 @@ def test_ppo_killed_then_resumed_matches_an_uninterrupted_run(tmp_path, capsys):
     import signal
     import time
 
-    common = ["--reward-model", REWARD, "--iterations", "3", "--batch-size", "8", "--minibatches", "2",
+    common = ["--reward-model", REWARD, "--iterations", "3", "--batch-size", "8", "--minibatches", "2", "--task", "sentence",
               "--max-new-tokens", "16", "--eval-samples", "8"]
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     code, err = main_in_process(capsys, "ppo", "--out", straight, *common)

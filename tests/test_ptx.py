@@ -68,20 +68,33 @@ def short_and_exclaiming(texts, batch):
     return torch.tensor([t.count("!") - 0.1 * len(t.split()) for t in texts], dtype=torch.float32)
 
 
-def heldout_loss_after(ptx_coef):
+def run_with(ptx_coef):
+    """(held-out LM loss, grammatical rate of 200 whole reviews from the start of text) after a short run toward
+    `short_and_exclaiming`, and the same for the reference."""
+    from rlhf_lib.evaluate import grammatical_rate
+    from rlhf_lib.whole_reviews import sample_whole_reviews
+
     policy, tok = load_model()
     reference, _ = load_model()
     cfg = RLHFConfig(iterations=4, batch_size=16, minibatches=2, epochs=2, max_new_tokens=24, lr=1e-3,
                      kl_coef=0.0, target_kl=None, stop_at="text", ptx_coef=ptx_coef, ptx_reviews=300)
     train_rlhf(policy, tok, None, None, reference, cfg, prompts=[""], progress=False, score_fn=short_and_exclaiming)
     heldout = pack(tok, generate_reviews(40, seed=12345), 32)[:16]
-    with torch.no_grad():
-        return float(ptx_loss(policy.eval(), heldout)), float(ptx_loss(reference.eval(), heldout))
+    figures = []
+    for model in (policy.eval(), reference.eval()):
+        with torch.no_grad():
+            loss = float(ptx_loss(model, heldout))
+        starts, responses, _ = sample_whole_reviews(model, tok, [""] * 200, 64, seed=7)
+        figures.append((loss, grammatical_rate(responses)))
+    return figures
 
 
 def test_ptx_keeps_the_language_of_review_text():
-    with_ptx, base = heldout_loss_after(1.0)
-    without_ptx, _ = heldout_loss_after(0.0)
-    # without ptx the reward pulls the held-out LM loss up; ptx must cut that rise at least in half
-    assert without_ptx - base > 0.05
-    assert with_ptx - base < 0.5 * (without_ptx - base)
+    """PPO-ptx against a reward that pulls away from the corpus: without ptx the held-out LM loss rises and
+    whole reviews sampled from the start of text lose grammar; with ptx both drops are at least halved."""
+    (with_loss, with_grammar), (base_loss, base_grammar) = run_with(1.0)
+    (without_loss, without_grammar), _ = run_with(0.0)
+    assert without_loss - base_loss > 0.05
+    assert with_loss - base_loss < 0.5 * (without_loss - base_loss)
+    assert base_grammar - without_grammar > 0.05, (base_grammar, without_grammar)
+    assert base_grammar - with_grammar < 0.5 * (base_grammar - without_grammar), (base_grammar, with_grammar, without_grammar)

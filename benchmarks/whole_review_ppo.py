@@ -1,0 +1,124 @@
+"""PPO on whole reviews: the policy writes a whole review from a course prompt, another opening of the
+language or nothing, and is measured from the course prompts and from the start of text.
+
+    python benchmarks/whole_review_ppo.py                      # the library's defaults (WHOLE_REVIEWS); ~5 min
+    python benchmarks/whole_review_ppo.py --name NAME key=value ...   # an option: RLHFConfig fields changed
+    python benchmarks/whole_review_ppo.py --plot-only          # redraw assets/figures/08_whole_review_tax.png
+
+Each run writes one row of results/whole_review_ppo.json: the configuration, the training seconds, and
+the gold positive rate (VADER > 0.05 on the whole text), grammatical rate, share ended and KL to the
+reference of 300 samples from the course prompts and 300 from the start of text, before and after.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "whole_review_ppo.json"
+FIGURE = ROOT / "assets" / "figures" / "08_whole_review_tax.png"
+
+
+def parse_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"None": None, "True": True, "False": False}.get(text, text)
+
+
+def load_results() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
+
+
+def main(argv=None):
+    from rlhf_lib.lm import load_model
+    from rlhf_lib.reward_model import load_reward_model
+    from rlhf_lib.rlhf import review_metrics, train_rlhf
+    from rlhf_lib.whole_reviews import WHOLE_REVIEW_REWARD_MODEL, evaluate_whole, whole_review_config, \
+        whole_review_prompts
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", default="defaults")
+    parser.add_argument("--reward-model", type=Path, default=WHOLE_REVIEW_REWARD_MODEL)
+    parser.add_argument("--eval-samples", type=int, default=300)
+    parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--method", choices=["ppo", "rloo", "grpo"], default="ppo",
+                        help="the iteration: PPO (the library's default) or a critic-free one (responses_per_prompt > 1)")
+    parser.add_argument("--save", type=Path, default=None, help="save the trained policy here")
+    parser.add_argument("settings", nargs="*", help="RLHFConfig fields, key=value")
+    args = parser.parse_args(argv)
+    if args.plot_only:
+        return plot(load_results())
+    torch.set_num_threads(int(os.environ.get("THREADS", "2")))
+    cfg = whole_review_config(**{k: parse_value(v) for k, v in (s.split("=", 1) for s in args.settings)})
+    reward = load_reward_model(args.reward_model)
+    policy, tok = load_model()
+    reference, _ = load_model()
+    results = load_results()
+    if "base" not in results:
+        results["base"] = evaluate_whole(reference, reference, tok, *reward, n=args.eval_samples)
+    history = []
+    extra = {}
+    if args.method != "ppo":
+        from rlhf_lib.critic_free import CriticFreeConfig, critic_free_iteration
+
+        extra["iteration_fn"] = critic_free_iteration(CriticFreeConfig(args.method))
+    result = train_rlhf(policy, tok, *reward, reference, cfg, prompts=whole_review_prompts(seed=cfg.seed),
+                        metrics=review_metrics, **extra)
+    if args.save:
+        policy.save_pretrained(args.save)
+        tok.save_pretrained(args.save)
+    after = evaluate_whole(policy, reference, tok, *reward, n=args.eval_samples)
+    history = [{k: round(v, 4) if isinstance(v, float) else v for k, v in h.items()} for h in result.history]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    results["runs"][args.name] = dict(
+        method=args.method, config=vars(cfg), train_seconds=round(result.seconds, 1), after=after, history=history,
+        machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}", date=str(date.today()),
+        commit=commit, load_average=[round(x, 2) for x in os.getloadavg()])
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    for where in ("course", "empty"):
+        b, a = results["base"][where], after[where]
+        print(f"{where:7s} positive {b['positive_rate']:.3f} -> {a['positive_rate']:.3f}  grammatical "
+              f"{b['grammatical_rate']:.3f} -> {a['grammatical_rate']:.3f}  ended {a['finished']:.3f}  "
+              f"KL {a['kl_k1']:.2f}")
+    plot(results)
+    print(f"train {result.seconds:.0f} s; examples from the start of text:", *after["empty"]["examples"][:4], sep="\n  ")
+
+
+def plot(results: dict):
+    """Gold positive rate against grammatical rate after each run, from the course prompts and from the start
+    of text; the base model, and the target box (>= 95% positive, grammar at most 2 points below the base)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, (where, title) in zip(axes, (("course", "from the course prompts"), ("empty", "from the start of text"))):
+        base = results["base"][where]
+        ax.add_patch(plt.Rectangle((0.95, base["grammatical_rate"] - 0.02), 0.06, 0.05, color="tab:green", alpha=0.15,
+                                   label="target"))
+        ax.scatter(base["positive_rate"], base["grammatical_rate"], marker="s", color="black", label="course model")
+        for i, (name, run) in enumerate(results["runs"].items()):
+            a = run["after"][where]
+            ax.scatter(a["positive_rate"], a["grammatical_rate"], color=f"C{i}",
+                       label=f"{name} (KL {a['kl_k1']:.1f})")
+        ax.set(title=f"whole reviews {title}", xlabel="gold positive (VADER)", xlim=(0.4, 1.01), ylim=(0.7, 1.0))
+    axes[0].set_ylabel("grammatical")
+    axes[1].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(FIGURE, dpi=110)
+    print(f"wrote {FIGURE}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""PPO on whole reviews: the config, the prompts, and the two-sided evaluation, recomputed independently."""
+
+import numpy as np
+import torch
+
+from rlhf_lib.evaluate import POSITIVE_THRESHOLD, gold_sentiment
+from rlhf_lib.lm import load_model, sample
+from rlhf_lib.reviews import PROMPTS, is_grammatical
+from rlhf_lib.rlhf import RLHFConfig
+from rlhf_lib.whole_reviews import WHOLE_REVIEW_PPO, evaluate_whole, whole_review_config, whole_review_prompts
+
+
+def test_whole_review_config_changes_only_its_fields():
+    base, whole = vars(RLHFConfig()), vars(whole_review_config())
+    assert {k for k in base if base[k] != whole[k]} == set(WHOLE_REVIEW_PPO)
+    assert whole["stop_at"] == "text" and whole["ptx_coef"] > 0
+    assert whole_review_config(ptx_coef=0.0, iterations=3).ptx_coef == 0.0
+
+
+def test_whole_review_prompts_mix_the_three_kinds_of_start():
+    prompts = whole_review_prompts(3000, seed=4)
+    course = sum(p in PROMPTS for p in prompts)
+    empty = prompts.count("")
+    other = len(prompts) - course - empty
+    assert all(800 < n < 1200 for n in (course, empty, other)), (course, empty, other)
+    assert prompts == whole_review_prompts(3000, seed=4) and prompts != whole_review_prompts(3000, seed=5)
+
+
+def test_evaluate_whole_samples_from_the_course_prompts_and_from_nothing():
+    model, tok = load_model()
+    report = evaluate_whole(model, model, tok, n=12, seed=9)
+    for where, starts in (("course", PROMPTS), ("empty", [""])):
+        generator = torch.Generator().manual_seed(9)  # the same stream, recomputed with the sampler itself
+        s = sample(model, tok, [starts[i % len(starts)] for i in range(12)], 64, 1.0, generator=generator,
+                   stop_at="text")
+        r = report[where]
+        assert r["examples"] == s.texts[:8]
+        assert r["positive_rate"] == float(np.mean(gold_sentiment(s.texts) > POSITIVE_THRESHOLD))
+        assert r["grammatical_rate"] == float(np.mean([is_grammatical(t) for t in s.texts]))
+        assert abs(r["kl_k1"]) < 1e-5 and r["finished"] == float(s.finished.float().mean())  # policy = reference
+    assert all(any(t.startswith(p) for p in PROMPTS) for t in report["course"]["examples"])
