@@ -2,6 +2,13 @@
 
     python benchmarks/ppo.py            # about 7 minutes on 2 cores; writes results/ppo.json and
                                         # assets/figures/08_ppo_vs_trl.png (--plot-only: redraw it)
+    python benchmarks/ppo.py --task whole   # the same on whole reviews (about 11 minutes); results/ppo_whole.json
+                                            # and assets/figures/08_ppo_vs_trl_whole.png
+
+--task whole: the policy writes whole reviews to end-of-text (at most 64 tokens) from `whole_review_prompts()`
+(course prompts, other openings, nothing), the reward is the shipped whole-review reward model, ours is
+`whole_review_config()` (PPO-ptx on), each trainer gets 180 s, and the final evaluation is 300 samples from the
+course prompts and 300 from the start of text. Otherwise as below.
 
 The task for all three: the shipped course model writes the rest of a course prompt's sentence (stop at
 "." / "!" / end-of-text, at most 32 tokens); the reward is the shipped reward model's normalised score
@@ -37,8 +44,13 @@ from rlhf_lib.rlhf import RLHFConfig, evaluate_policy, review_metrics, train_rlh
 
 ROOT = Path(__file__).resolve().parents[1]
 REWARD_MODEL = ROOT / "assets" / "reward_model"
-BUDGET_SECONDS = 150
 TARGET = 0.9  # time to reach: mean gold positive rate of the last 3 batches
+TASKS = {
+    "sentence": dict(reward_model=REWARD_MODEL, stop_at="sentence", max_new_tokens=32, budget=150,
+                     results="ppo.json", figure="08_ppo_vs_trl.png"),
+    "whole": dict(reward_model=ROOT / "assets" / "whole_review_reward_model", stop_at="text", max_new_tokens=64,
+                  budget=180, results="ppo_whole.json", figure="08_ppo_vs_trl_whole.png"),
+}
 
 
 def time_to_target(curve):
@@ -49,32 +61,47 @@ def time_to_target(curve):
     return None
 
 
-def run_ours(reward):
+def task_prompts(task: str, n: int) -> list[str]:
+    from rlhf_lib.whole_reviews import whole_review_prompts
+
+    return [PROMPTS[i % len(PROMPTS)] for i in range(n)] if task == "sentence" else whole_review_prompts(n, seed=0)
+
+
+def run_ours(reward, task: str = "sentence"):
+    from rlhf_lib.whole_reviews import whole_review_config
+
     policy, tok = load_model()
     reference, _ = load_model()
-    result = train_rlhf(policy, tok, *reward, reference, RLHFConfig(), progress=False, metrics=review_metrics)
+    cfg = RLHFConfig() if task == "sentence" else whole_review_config()
+    result = train_rlhf(policy, tok, *reward, reference, cfg, progress=False, metrics=review_metrics,
+                        prompts=task_prompts(task, 4096))
     curve = [dict(seconds=h["seconds"], gold_positive=h["gold_positive"], grammatical=h["grammatical"],
                   score=h["score"]) for h in result.history]
     return policy, curve, result.seconds
 
 
-def run_trl(kind: str, reward):
+def run_trl(kind: str, reward, task: str = "sentence"):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     _, tok = load_model()
     model = AutoModelForCausalLM.from_pretrained(COURSE_MODEL)
-    model.generation_config.eos_token_id = list(stop_ids(tok, "sentence"))  # stop at the sentence's end
+    settings = TASKS[task]
+    stops = list(stop_ids(tok, settings["stop_at"]))
+    model.generation_config.eos_token_id = stops  # stop at the sentence's end, or at end-of-text
     model.generation_config.pad_token_id = tok.pad_token_id
     bos = tok.decode([tok.bos_token_id])
-    prompts = Dataset.from_dict({"prompt": [bos + PROMPTS[i % len(PROMPTS)] for i in range(64 * 400)]})
+    prompts = Dataset.from_dict({"prompt": [bos + p for p in task_prompts(task, 64 * 400)]})
     curve, start = [], [None]
 
-    def reward_fn(prompts, completions, **kwargs):
+    def reward_fn(prompts, completions, completion_ids=None, **kwargs):
         texts = [p[len(bos):] + c for p, c in zip(prompts, completions)]
         score = score_texts(reward[0], reward[1], texts)
-        finished = np.array([c.rstrip().endswith((".", "!")) for c in completions])
+        if task == "sentence":
+            finished = np.array([c.rstrip().endswith((".", "!")) for c in completions])
+        else:  # the completion's ids end with end-of-text when the review ended
+            finished = np.array([bool(ids) and ids[-1] in stops for ids in completion_ids])
         gold = gold_sentiment(texts)
         if start[0] is not None:
             curve.append(dict(seconds=time.perf_counter() - start[0], gold_positive=float((gold > POSITIVE_THRESHOLD).mean()),
@@ -86,9 +113,10 @@ def run_trl(kind: str, reward):
             start[0] = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
-            control.should_training_stop = time.perf_counter() - start[0] > BUDGET_SECONDS
+            control.should_training_stop = time.perf_counter() - start[0] > settings["budget"]
 
-    common = dict(output_dir=tempfile.mkdtemp(), use_cpu=True, learning_rate=1e-4, max_completion_length=32,
+    common = dict(output_dir=tempfile.mkdtemp(), use_cpu=True, learning_rate=1e-4,
+                  max_completion_length=settings["max_new_tokens"],
                   per_device_train_batch_size=64, max_steps=10_000, logging_steps=10, report_to="none",
                   disable_dropout=True, save_strategy="no", seed=0)
     if kind == "GRPO":
@@ -101,25 +129,38 @@ def run_trl(kind: str, reward):
     return trainer.model.eval(), curve, time.perf_counter() - start[0]
 
 
-def main():
+def final_figures(model, reference, tok, reward, task: str) -> dict:
+    from rlhf_lib.whole_reviews import evaluate_whole
+
+    if task == "sentence":
+        final = evaluate_policy(model, reference, tok, *reward, n=500)
+        return dict(final={k: v for k, v in final.items() if k != "examples"}, examples=final["examples"][:4])
+    final = evaluate_whole(model, reference, tok, *reward, n=300)
+    return dict(final={where: {k: v for k, v in r.items() if k != "examples"} for where, r in final.items()},
+                examples=final["empty"]["examples"][:4])
+
+
+def main(task: str = "sentence"):
+    import subprocess
+
     torch.manual_seed(0)
-    reward = load_reward_model(REWARD_MODEL)
+    settings = TASKS[task]
+    reward = load_reward_model(settings["reward_model"])
     reference, tok = load_model()
     results, curves = {}, {}
-    for name, runner in (("ours (PPO)", lambda: run_ours(reward)), ("TRL RLOO", lambda: run_trl("RLOO", reward)),
-                         ("TRL GRPO", lambda: run_trl("GRPO", reward))):
+    for name, runner in (("ours (PPO)", lambda: run_ours(reward, task)), ("TRL RLOO", lambda: run_trl("RLOO", reward, task)),
+                         ("TRL GRPO", lambda: run_trl("GRPO", reward, task))):
         model, curve, seconds = runner()
-        final = evaluate_policy(model, reference, tok, *reward, n=500)
         results[name] = dict(training_seconds=round(seconds, 1), seconds_to_90pct_positive=time_to_target(curve),
-                             batches=len(curve), final={k: v for k, v in final.items() if k != "examples"},
-                             examples=final["examples"][:4])
+                             batches=len(curve), **final_figures(model, reference, tok, reward, task))
         curves[name] = curve
         print(name, json.dumps(results[name]))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     out = dict(date=str(date.today()), machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads",
-               torch=torch.__version__, budget_seconds=BUDGET_SECONDS, target=f"mean gold positive rate of 3 batches >= {TARGET}",
-               results=results, curves=curves)
-    (ROOT / "benchmarks/results/ppo.json").write_text(json.dumps(out, indent=2))
-    plot(curves, ROOT / "assets/figures/08_ppo_vs_trl.png")
+               torch=torch.__version__, task=task, commit=commit, budget_seconds=settings["budget"],
+               target=f"mean gold positive rate of 3 batches >= {TARGET}", results=results, curves=curves)
+    (ROOT / "benchmarks/results" / settings["results"]).write_text(json.dumps(out, indent=2))
+    plot(curves, ROOT / "assets/figures" / settings["figure"])
 
 
 def plot(curves: dict, path: Path) -> None:
@@ -136,7 +177,10 @@ def plot(curves: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--plot-only"]:  # redraw the figure from results/ppo.json
-        plot(json.loads((ROOT / "benchmarks/results/ppo.json").read_text())["curves"], ROOT / "assets/figures/08_ppo_vs_trl.png")
+    task = "whole" if "--task" in sys.argv and sys.argv[sys.argv.index("--task") + 1] == "whole" else "sentence"
+    if "--plot-only" in sys.argv:  # redraw the figure from the results file
+        settings = TASKS[task]
+        plot(json.loads((ROOT / "benchmarks/results" / settings["results"]).read_text())["curves"],
+             ROOT / "assets/figures" / settings["figure"])
     else:
-        main()
+        main(task)

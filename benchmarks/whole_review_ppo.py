@@ -24,6 +24,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "whole_review_ppo.json"
 FIGURE = ROOT / "assets" / "figures" / "08_whole_review_tax.png"
+PLOTTED = ("ptx 0", "ptx 1 (budget 3", "ptx 3", "defaults", "ptx 1, budget 3 nats", "RLOO")
+"""the runs the figure shows (name prefixes); the table in benchmarks/README.md has them all"""
 
 
 def parse_value(text: str):
@@ -102,20 +104,23 @@ def plot(results: dict):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2), sharey=True)
     for ax, (where, title) in zip(axes, (("course", "from the course prompts"), ("empty", "from the start of text"))):
         base = results["base"][where]
         ax.add_patch(plt.Rectangle((0.95, base["grammatical_rate"] - 0.02), 0.06, 0.05, color="tab:green", alpha=0.15,
                                    label="target"))
         ax.scatter(base["positive_rate"], base["grammatical_rate"], marker="s", color="black", label="course model")
-        for i, (name, run) in enumerate(results["runs"].items()):
+        shown = [n for n in results["runs"] if n.startswith(PLOTTED)]
+        for i, name in enumerate(shown):
+            run = results["runs"][name]
             a = run["after"][where]
             ax.scatter(a["positive_rate"], a["grammatical_rate"], color=f"C{i}",
                        label=f"{name} (KL {a['kl_k1']:.1f})")
         ax.set(title=f"whole reviews {title}", xlabel="gold positive (VADER)", xlim=(0.4, 1.01), ylim=(0.7, 1.0))
     axes[0].set_ylabel("grammatical")
-    axes[1].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=2)
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
     fig.savefig(FIGURE, dpi=110)
     print(f"wrote {FIGURE}")
 

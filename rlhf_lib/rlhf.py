@@ -109,6 +109,10 @@ class RLHFConfig:
     """tokens in one ptx block"""
     ptx_reviews: int = 2_000
     """reviews generated (seeded by `seed`) for the ptx corpus"""
+    kl_loss_coef: float = 0.0
+    """weight of the exact KL to the reference, summed over the vocabulary at every response token of the
+    minibatch (`token_kl`), added to the loss: it pulls back every token whose probability moved, sampled or
+    not (0: off; the KL penalty in the reward, beta, is separate)"""
 
     def __post_init__(self):
         check_finite_fields(self)
@@ -117,6 +121,7 @@ class RLHFConfig:
         check_count("forced_min_tokens", self.forced_min_tokens, minimum=0)
         check_count("seed", self.seed, minimum=0)
         check_positive("ptx_coef", self.ptx_coef, allow_zero=True)
+        check_positive("kl_loss_coef", self.kl_loss_coef, allow_zero=True)
         for name in ("ptx_batch_size", "ptx_block_size", "ptx_reviews"):
             check_count(name, getattr(self, name))
         for name in ("iterations", "batch_size", "responses_per_prompt", "max_new_tokens", "epochs", "minibatches",
@@ -358,9 +363,10 @@ def make_setup(policy_lm, tokenizer, reference, score_fn: Callable, cfg: RLHFCon
 def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values) -> dict:
     """cfg.epochs passes of cfg.minibatches minibatches over the rollout: clipped policy loss + vf_coef x
     clipped value loss (+ ptx_coef x next-token loss on ptx_batch_size blocks of review text drawn with the
-    minibatch order's random stream, when ptx_coef > 0), gradients clipped. advantages, returns, values
+    minibatch order's random stream, when ptx_coef > 0; + kl_loss_coef x the exact per-step KL to the
+    reference over the minibatch's response tokens, when kl_loss_coef > 0), gradients clipped. advantages, returns, values
     (before the update): (B, R). Returns the mean over minibatches of policy_loss, value_loss, entropy,
-    approx_kl, clip_fraction, ptx_loss (only when on), and
+    approx_kl, clip_fraction, ptx_loss and kl_loss (each only when on), and
     first_ratio_gap: max |logp - logp_old| in the first minibatch (0 up to rounding: the ratio starts at 1)."""
     cfg, device, opt = setup.cfg, setup.device, setup.opt
     ids = batch.ids(device)
@@ -385,6 +391,11 @@ def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values) ->
                 rows = torch.randint(len(setup.ptx_blocks), (cfg.ptx_batch_size,), generator=setup.shuffler)
                 lm_loss = ptx_loss(setup.model.lm, setup.ptx_blocks[rows].to(device))
                 loss = loss + cfg.ptx_coef * lm_loss
+            if cfg.kl_loss_coef > 0:  # the exact KL at every visited step, over the whole vocabulary
+                with torch.no_grad():
+                    logits_ref = response_logits(setup.reference, *(t[idx] for t in ids), cfg.temperature)
+                kl_loss = masked_mean(token_kl(logits, logits_ref), m)
+                loss = loss + cfg.kl_loss_coef * kl_loss
             opt.zero_grad()
             (setup.accelerator.backward(loss) if setup.accelerator else loss.backward())
             nn.utils.clip_grad_norm_(setup.model.parameters(), cfg.max_grad_norm)
@@ -392,9 +403,11 @@ def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values) ->
             with torch.no_grad():
                 stats.append([float(pg_loss), float(v_loss), float(masked_mean(entropy_from_logits(logits), m)),
                               float(approx_kl(logp, logp_old, m)), float(clip_fraction(logp, logp_old, cfg.clip_eps, m))]
-                             + ([float(lm_loss)] if cfg.ptx_coef > 0 else []))
+                             + ([float(lm_loss)] if cfg.ptx_coef > 0 else [])
+                             + ([float(kl_loss)] if cfg.kl_loss_coef > 0 else []))
     means = np.mean(stats, axis=0)
-    names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "ptx_loss")
+    names = (("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+             + (("ptx_loss",) if cfg.ptx_coef > 0 else ()) + (("kl_loss",) if cfg.kl_loss_coef > 0 else ()))
     return dict(zip(names, means), first_ratio_gap=first_ratio_gap)
 
 

@@ -98,3 +98,38 @@ def test_ptx_keeps_the_language_of_review_text():
     assert with_loss - base_loss < 0.5 * (without_loss - base_loss)
     assert base_grammar - without_grammar > 0.05, (base_grammar, without_grammar)
     assert base_grammar - with_grammar < 0.5 * (base_grammar - without_grammar), (base_grammar, with_grammar, without_grammar)
+
+
+def test_exact_kl_in_the_loss_is_the_per_step_kl_over_the_vocabulary():
+    """kl_loss_coef > 0: the update's kl_loss is the mean over response tokens of sum_v p (log p - log p_ref),
+    recomputed here response by response without padding, in double precision, from two plain forward passes."""
+    cfg = RLHFConfig(batch_size=6, minibatches=1, epochs=1, max_new_tokens=10, kl_loss_coef=0.7, stop_at="text")
+    policy, tok = load_model()
+    reference, _ = load_model()
+    with torch.no_grad():  # move the policy away from the reference so the KL is not 0
+        for p in policy.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    moved = copy.deepcopy(policy).eval()
+    setup = make_setup(policy, tok, reference, zero_score, cfg)
+    batch = rollout(policy, tok, ["The plot was", "", "I expected"] * 2, cfg, setup.sampler)
+    values = value_estimates(setup.model, batch, cfg.temperature)
+    logp_ref = reference_logprobs(reference, batch, cfg.temperature)
+    adv, ret = advantages_and_returns(kl_shaped_rewards(zero_score(batch.texts, batch), batch.logp, logp_ref,
+                                                        batch.mask, 0.1), values, batch.mask, cfg.gamma, cfg.lam)
+    stats = ppo_update(setup, batch, adv, ret, values)
+    total, count = 0.0, 0
+    reference.eval()
+    with torch.no_grad():
+        for i in range(len(batch.texts)):
+            prompt = batch.prompt_ids[i][batch.prompt_mask[i].bool()]
+            response = batch.response_ids[i][batch.response_mask[i].bool()]
+            ids = torch.cat([prompt, response])[None]
+            lp = torch.log_softmax(moved(input_ids=ids).logits[0].double(), -1)
+            lq = torch.log_softmax(reference(input_ids=ids).logits[0].double(), -1)
+            for t in range(len(prompt) - 1, len(prompt) + len(response) - 1):  # the steps that predict the response
+                total += float((lp[t].exp() * (lp[t] - lq[t])).sum())
+                count += 1
+    assert total / count > 1e-3
+    assert abs(stats["kl_loss"] - total / count) < 1e-4 * max(1.0, total / count), (stats["kl_loss"], total / count)
+    assert "kl_loss" not in ppo_update(make_setup(copy.deepcopy(moved), tok, reference, zero_score, RLHFConfig(
+        batch_size=6, minibatches=1, epochs=1, max_new_tokens=10)), batch, adv, ret, values)

@@ -170,9 +170,10 @@ def cmd_train(args):
                                        f"--min-labels asks for {args.min_labels}")
     print(f"{n} labels ({decided} a/b) exported to {labels}", flush=True)
     reward, ppo = args.out / "reward_model", args.out / "ppo"
-    steps = [["reward", "--out", str(reward), "--labels", str(labels), "--epochs", str(args.epochs),
+    # the class labels one-sentence completions of the course prompts: the sentence task end to end
+    steps = [["reward", "--task", "sentence", "--out", str(reward), "--labels", str(labels), "--epochs", str(args.epochs),
               "--heldout", str(args.heldout), "--seed", str(args.seed)],
-             ["ppo", "--out", str(ppo), "--reward-model", str(reward), "--iterations", str(args.iterations),
+             ["ppo", "--task", "sentence", "--out", str(ppo), "--reward-model", str(reward), "--iterations", str(args.iterations),
               "--eval-samples", str(args.eval_samples), "--seed", str(args.seed)]]
     for argv in steps:
         print("python -m rlhf_lib " + " ".join(argv), flush=True)
