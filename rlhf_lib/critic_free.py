@@ -28,7 +28,7 @@ import torch.nn as nn
 from rlhf_lib.group_advantages import (AGGREGATIONS, SCALES, aggregate, grpo_advantages, grpo_token_loss,
                                        kl_in_reward, rloo_advantages)
 from rlhf_lib.ppo import approx_kl, clip_fraction, entropy_from_logits, masked_mean
-from rlhf_lib.rlhf import (Iteration, RLHFSetup, Rollout, gather_logp, kl_shaped_rewards, ptx_loss,
+from rlhf_lib.rlhf import (Iteration, RLHFSetup, Rollout, anchor_losses, gather_logp, kl_shaped_rewards,
                            reference_logprobs, rollout, score_responses)
 
 METHODS = ("rloo", "grpo")
@@ -69,7 +69,7 @@ def group_update(setup: RLHFSetup, batch: Rollout, advantages: torch.Tensor, log
                  ccfg: CriticFreeConfig) -> dict:
     """cfg.epochs passes of cfg.minibatches minibatches over the rollout: the clipped surrogate with one
     advantage (B,) per response, + beta * k3 KL to the reference (B, R) per token when ccfg.kl == "loss",
-    aggregated as ccfg.aggregation (+ cfg.ptx_coef x the pretraining loss, as in `ppo_update`); gradients clipped. Returns the update's mean figures, as `ppo_update`."""
+    aggregated as ccfg.aggregation (+ `anchor_losses`: PPO-ptx and the exact KL, as in `ppo_update`); gradients clipped. Returns the update's mean figures, as `ppo_update`."""
     cfg, device, opt = setup.cfg, setup.device, setup.opt
     ids = batch.ids(device)
     mask, logp_old_all, adv, ref = (x.to(device) for x in (batch.mask, batch.logp, advantages, logp_ref))
@@ -88,9 +88,7 @@ def group_update(setup: RLHFSetup, batch: Rollout, advantages: torch.Tensor, log
                 first_ratio_gap = float(((logp.detach() - logp_old).abs() * m).max())
             per_token = grpo_token_loss(logp, logp_old, adv[idx], cfg.clip_eps, ref[idx], kl_beta)  # (b, R)
             loss = aggregate(per_token, m, ccfg.aggregation, max_length=cfg.max_new_tokens)
-            if cfg.ptx_coef > 0:  # PPO-ptx's term, as in `ppo_update`
-                rows = torch.randint(len(setup.ptx_blocks), (cfg.ptx_batch_size,), generator=setup.shuffler)
-                loss = loss + cfg.ptx_coef * ptx_loss(setup.model.lm, setup.ptx_blocks[rows].to(device))
+            loss = loss + anchor_losses(setup, [t[idx] for t in ids], logits, m)[0]  # ptx, exact KL: as `ppo_update`
             opt.zero_grad()
             (setup.accelerator.backward(loss) if setup.accelerator else loss.backward())
             nn.utils.clip_grad_norm_(setup.model.parameters(), cfg.max_grad_norm)

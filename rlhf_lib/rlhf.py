@@ -360,13 +360,30 @@ def make_setup(policy_lm, tokenizer, reference, score_fn: Callable, cfg: RLHFCon
                      ptx_blocks)
 
 
+def anchor_losses(setup: RLHFSetup, ids: list[torch.Tensor], logits: torch.Tensor, mask: torch.Tensor):
+    """(loss, figures): what holds a minibatch's update near the language, added to any policy loss.
+    cfg.ptx_coef x the next-token loss on cfg.ptx_batch_size blocks of review text, drawn with the minibatch
+    order's random stream (PPO-ptx); cfg.kl_loss_coef x the exact per-step KL to the reference over the
+    minibatch's response tokens. ids: the minibatch's (prompt_ids, prompt_mask, response_ids, response_mask);
+    logits: the policy's (b, R, V) for them; figures: ptx_loss, kl_loss, each only when on."""
+    cfg, total, figures = setup.cfg, logits.new_zeros(()), {}
+    if cfg.ptx_coef > 0:  # PPO-ptx: keep the language of the pretraining corpus
+        rows = torch.randint(len(setup.ptx_blocks), (cfg.ptx_batch_size,), generator=setup.shuffler)
+        figures["ptx_loss"] = ptx_loss(setup.model.lm, setup.ptx_blocks[rows].to(setup.device))
+        total = total + cfg.ptx_coef * figures["ptx_loss"]
+    if cfg.kl_loss_coef > 0:  # the exact KL at every visited step, over the whole vocabulary
+        with torch.no_grad():
+            logits_ref = response_logits(setup.reference, *ids, cfg.temperature)
+        figures["kl_loss"] = masked_mean(token_kl(logits, logits_ref), mask)
+        total = total + cfg.kl_loss_coef * figures["kl_loss"]
+    return total, figures
+
+
 def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values) -> dict:
     """cfg.epochs passes of cfg.minibatches minibatches over the rollout: clipped policy loss + vf_coef x
-    clipped value loss (+ ptx_coef x next-token loss on ptx_batch_size blocks of review text drawn with the
-    minibatch order's random stream, when ptx_coef > 0; + kl_loss_coef x the exact per-step KL to the
-    reference over the minibatch's response tokens, when kl_loss_coef > 0), gradients clipped. advantages, returns, values
-    (before the update): (B, R). Returns the mean over minibatches of policy_loss, value_loss, entropy,
-    approx_kl, clip_fraction, ptx_loss and kl_loss (each only when on), and
+    clipped value loss (+ `anchor_losses`: PPO-ptx and the exact KL, when on), gradients clipped. advantages,
+    returns, values (before the update): (B, R). Returns the mean over minibatches of policy_loss, value_loss,
+    entropy, approx_kl, clip_fraction, ptx_loss and kl_loss (each only when on), and
     first_ratio_gap: max |logp - logp_old| in the first minibatch (0 up to rounding: the ratio starts at 1)."""
     cfg, device, opt = setup.cfg, setup.device, setup.opt
     ids = batch.ids(device)
@@ -387,15 +404,8 @@ def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values) ->
             pg_loss = clipped_surrogate(logp, logp_old, adv[idx], cfg.clip_eps, m)
             v_loss = value_loss(v, ret[idx], values_old_all[idx], cfg.value_clip_eps, m)
             loss = pg_loss + cfg.vf_coef * v_loss
-            if cfg.ptx_coef > 0:  # PPO-ptx: keep the language of the pretraining corpus
-                rows = torch.randint(len(setup.ptx_blocks), (cfg.ptx_batch_size,), generator=setup.shuffler)
-                lm_loss = ptx_loss(setup.model.lm, setup.ptx_blocks[rows].to(device))
-                loss = loss + cfg.ptx_coef * lm_loss
-            if cfg.kl_loss_coef > 0:  # the exact KL at every visited step, over the whole vocabulary
-                with torch.no_grad():
-                    logits_ref = response_logits(setup.reference, *(t[idx] for t in ids), cfg.temperature)
-                kl_loss = masked_mean(token_kl(logits, logits_ref), m)
-                loss = loss + cfg.kl_loss_coef * kl_loss
+            anchor, anchors = anchor_losses(setup, [t[idx] for t in ids], logits, m)
+            loss = loss + anchor
             opt.zero_grad()
             (setup.accelerator.backward(loss) if setup.accelerator else loss.backward())
             nn.utils.clip_grad_norm_(setup.model.parameters(), cfg.max_grad_norm)
@@ -403,11 +413,9 @@ def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values) ->
             with torch.no_grad():
                 stats.append([float(pg_loss), float(v_loss), float(masked_mean(entropy_from_logits(logits), m)),
                               float(approx_kl(logp, logp_old, m)), float(clip_fraction(logp, logp_old, cfg.clip_eps, m))]
-                             + ([float(lm_loss)] if cfg.ptx_coef > 0 else [])
-                             + ([float(kl_loss)] if cfg.kl_loss_coef > 0 else []))
+                             + [float(v) for v in anchors.values()])
     means = np.mean(stats, axis=0)
-    names = (("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
-             + (("ptx_loss",) if cfg.ptx_coef > 0 else ()) + (("kl_loss",) if cfg.kl_loss_coef > 0 else ()))
+    names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", *anchors)
     return dict(zip(names, means), first_ratio_gap=first_ratio_gap)
 
 
