@@ -230,6 +230,28 @@ def test_cli_refuses_bad_options_before_any_work(tmp_path, capsys):
     assert "1 a/b labels" in err and "--min-labels asks for 20" in err
 
 
+def test_train_command_trains_on_the_class_labels_end_to_end(tmp_path, capsys):
+    """The class labels one-sentence pairs: `classroom train` runs the one-sentence reward model and PPO on them
+    (the commands' own default is whole reviews), and reports before/after."""
+    import json
+
+    s = Store(tmp_path / "class.db")
+    pairs = make_pairs(30, seed=5)
+    s.seed_pairs(pairs, shared=0.0, seed=1)
+    for i in range(1, 31):
+        s.add_label(i, "Ada", "a" if i % 3 else "b", f"k{i}")
+    out = tmp_path / "run"
+    code = main(["classroom", "train", "--db", str(s.path), "--out", str(out), "--epochs", "1", "--iterations", "1",
+                 "--heldout", "8", "--eval-samples", "8"])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_decided"] == 30 and 0 <= summary["reward_model_gold_accuracy"] <= 1
+    rm = json.loads((out / "reward_model" / "summary.json").read_text())
+    ppo = json.loads((out / "ppo" / "summary.json").read_text())
+    assert rm["n_train_pairs"] <= 30 and ppo["task"] == "sentence" and ppo["config"]["stop_at"] == "sentence"
+    assert {"positive_rate", "grammatical_rate"} <= set(summary["after"])
+
+
 def test_train_button_runs_the_train_command_in_the_background(tmp_path, store, monkeypatch):
     import time
 
