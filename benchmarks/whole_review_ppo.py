@@ -68,7 +68,6 @@ def main(argv=None):
     results = load_results()
     if "base" not in results:
         results["base"] = evaluate_whole(reference, reference, tok, *reward, n=args.eval_samples)
-    history = []
     extra = {}
     if args.method != "ppo":
         from rlhf_lib.critic_free import CriticFreeConfig, critic_free_iteration
