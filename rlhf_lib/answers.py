@@ -181,6 +181,51 @@ ANSWERS: dict[str, tuple[str, str]] = {
         closer.
         """,
     ),
+    "9.1": (
+        "Which of Manheim and Garrabrant's kinds of Goodhart do you see at the start of the PPO run, and which at "
+        "the end? What in the data would have prevented it?",
+        """
+        At the start, regressional Goodhart. The proxy agrees with gold on most fresh pairs but not all:
+        it is the gold plus an error. Picking the reviews with the highest proxy score also picks the
+        ones whose error is most positive, so the proxy rises faster than the gold (best-of-n shows the
+        same gap with no training at all). The gold still rises: the proxy's signal outweighs its noise.
+
+        At the end, extremal Goodhart. The reward model learned from fluent reviews, where "more positive
+        words" and "a more positive review" go together. Far from that region the relation breaks: a
+        string of positive adjectives is not a review, but the reward model (a score per token, summed)
+        pays for every positive word, and VADER counts them too. Only the grammar half of the gold sees the
+        damage. There is an adversarial flavour as well: no one with a goal of their own games the reward
+        model, but the optimiser searches for the reward model's errors as if someone did, and PPO is a
+        strong searcher. Causal Goodhart (intervening on something that only correlates with the goal) is
+        not what happens here.
+
+        What would have helped: labels on what the policy writes as it moves (collect comparisons of the
+        current policy's samples and refit the reward model, as InstructGPT and Anthropic's online RLHF did),
+        so broken text gets labelled bad the moment it appears; broken or off-distribution negatives in the
+        reward model's data; and, without new labels, staying where the proxy was trained: a KL budget
+        (notebook 08), PPO-ptx, or stopping at the predicted peak.
+        """,
+    ),
+    "9.2": (
+        "Does a KL penalty move the frontier (more gold at the same KL) or only stop the run earlier? What does "
+        "that mean for choosing beta in notebook 08?",
+        """
+        It only stops earlier, here as in Gao et al. In the benchmark's last panel (a proxy from 4,000
+        pairs, the same seed), the runs with coefficients 0, 0.05 and 0.2 lie on one curve of gold against
+        sqrt(KL) up to their peaks (about +0.5 over the base at 2.5-3.3 nats): at a given distance from the
+        course model, the penalty did not make the reviews better. What it changed is where the run ends.
+        Without a penalty, and with 0.05, the policy went on past the peak into broken text (gold -1);
+        with 0.2 the KL stayed at 3-4 nats for the rest of the run and the gold stayed near its peak.
+
+        So beta is a stopping rule in disguise: it sets how far from the reference the policy settles, and
+        that distance decides whether it settles before or after the gold peak. In notebook 08 that is why
+        the course states a KL budget in nats and lets the adaptive coefficient find the beta that holds it:
+        the budget is the thing you choose, and you choose it below the point where a proxy like yours
+        starts to fail (measured here with a gold judge; in practice with held-out human labels).
+        A higher frontier needs something else: a better proxy (the best-of-n curves rise with more labels),
+        or labels on the policy's own new samples.
+        """,
+    ),
     "10.1": (
         "Can DPO's implicit reward, which leaves out beta log Z(x), compare answers to different prompts? "
         "And why did notebook 07's reward model need a normalisation that DPO never does?",

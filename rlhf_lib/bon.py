@@ -183,9 +183,11 @@ def fit_gao(d, gold_gain, form: str = "bon") -> dict:
 # ---- many prompts
 
 
-def best_of_n_curve(pools, ns) -> dict:
+def best_of_n_curve(pools, ns, expected=best_of_n_expected) -> dict:
     """Best-of-n against n, averaged over prompts. pools: one (texts, proxy, gold) per prompt, each a pool of
     samples of the base policy for that prompt; ns: the n to report (each at most the smallest pool).
+    expected(proxy, gold, n) -> the expected score of best-of-n from one pool (a learner's estimator can
+    stand in for `best_of_n_expected`).
     Returns arrays over ns: kl_bound, kl_empirical (mean over prompts), d = sqrt(kl_empirical), proxy and
     gold (expected scores of best-of-n), and gold_gain = gold - gold at n = 1."""
     ns = np.asarray(list(ns), dtype=int)
@@ -195,8 +197,8 @@ def best_of_n_curve(pools, ns) -> dict:
     kl, proxy_mean, gold_mean = [], [], []
     for texts, proxy, gold in pools:
         kl.append([empirical_kl(texts, proxy, int(n)) for n in ns])
-        proxy_mean.append(best_of_n_expected(proxy, proxy, ns))
-        gold_mean.append(best_of_n_expected(proxy, gold, ns))
+        proxy_mean.append([expected(proxy, proxy, int(n)) for n in ns])
+        gold_mean.append([expected(proxy, gold, int(n)) for n in ns])
     kl_empirical = np.mean(kl, axis=0)
     gold = np.mean(gold_mean, axis=0)
     base_gold = np.mean([np.mean(g) for _, _, g in pools])

@@ -404,6 +404,40 @@ def _leave_one_out_cases(rng):
     return [(torch.tensor(rng.normal(size=8).round(3), dtype=torch.float32), k) for k in (2, 4)] + [(equal, 3)]
 
 
+def _ref_best_of_n_expected(proxy, gold, n):
+    from rlhf_lib.bon import best_of_n_expected
+
+    return best_of_n_expected(np.asarray(proxy), np.asarray(gold), n)
+
+
+def _best_of_n_cases(rng):
+    """Pools without ties in the proxy (the sort order is then the only order), N from 1 to 40."""
+    cases = []
+    for N, ns in ((1, (1,)), (5, (1, 2, 5)), (12, (1, 3, 7, 12)), (40, (2, 10, 39))):
+        proxy, gold = rng.normal(size=N).round(4), rng.normal(size=N).round(4)
+        while len(set(proxy)) < N:
+            proxy = rng.normal(size=N).round(4)
+        cases += [(list(proxy), list(gold), n) for n in ns]
+    return cases
+
+
+def _ref_fit_gao_rl(d, gold_gain):
+    from rlhf_lib.bon import fit_gao
+
+    fit = fit_gao(d, gold_gain, "rl")
+    return np.array([fit["alpha"], fit["beta"]])
+
+
+def _fit_gao_rl_cases(rng):
+    cases = []
+    for alpha, beta, K in ((1.0, 0.5, 6), (0.3, 0.4, 12), (2.0, -0.1, 20)):
+        d = np.sort(rng.uniform(0.05, 4.0, size=K))
+        noise = rng.normal(scale=0.02, size=K)
+        cases.append((list(np.concatenate([[0.0], d])),
+                      list(np.concatenate([[0.0], d * (alpha - beta * np.log(d)) + noise]))))
+    return cases
+
+
 def _run_tensor(fn, *args):
     return np.asarray(torch.as_tensor(fn(*args), dtype=torch.float32))
 
@@ -541,6 +575,12 @@ EXERCISES = {
         "Log-ratios first: policy minus reference, for chosen and for rejected; then their difference, times beta.\n"
         "-log sigmoid(x) is F.logsigmoid(x) with a minus (stable for large |x|); average over the pairs.",
         run=_run_dpo_loss),
+    "best_of_n_expected": Exercise("09", _ref_best_of_n_expected, _best_of_n_cases,
+        "Sort the pool by proxy. The i-th lowest (i = 1..N) wins when it is drawn and the other n - 1 drawn are\n"
+        "all below it: C(i - 1, n - 1) subsets out of C(N, n). math.comb(a, b) is 0 when b > a, as it should be."),
+    "fit_gao_rl": Exercise("09", _ref_fit_gao_rl, _fit_gao_rl_cases,
+        "R(d) = alpha * d - beta * (d log d) is linear in (alpha, beta): two columns, d and -d log d.\n"
+        "d log d is 0 at d = 0 (its limit), not nan: np.log(0) is -inf. Then np.linalg.lstsq."),
     "leave_one_out": Exercise("10", _ref_leave_one_out, _leave_one_out_cases,
         "rewards.view(-1, k) puts each prompt's k responses in one row; the baseline of response i is the mean\n"
         "of the OTHER k - 1 in its row: (row sum - r_i) / (k - 1). Return a flat (N,) tensor again.",

@@ -209,3 +209,42 @@ def plot_frontier(points: dict, histories: dict | None = None, ax=None, budget: 
     ax.set_ylabel("gold positive rate")
     ax.legend(fontsize=8, loc="lower right")
     return ax
+
+
+def plot_goodhart(curve: dict, ax=None, title: str | None = None):
+    """Goodhart's picture of one RL run (`goodhart.checkpoint_curve`): the proxy reward (left axis) and the
+    gold score (right axis) against d = sqrt(KL to the base policy), the gold peak marked. Returns the axes."""
+    ax = _axes(ax, (6.5, 4))
+    peak = int(np.argmax(curve["gold"]))
+    ax.plot(curve["d"], curve["proxy"], "o-", color="C0", ms=3, label="proxy (the reward model)")
+    ax.set_xlabel("sqrt(KL to the base policy)  (sqrt nats)")
+    ax.set_ylabel("proxy reward", color="C0")
+    gold_ax = ax.twinx()
+    gold_ax.plot(curve["d"], curve["gold"], "s-", color="C3", ms=3, label="gold (VADER if grammatical, else -1)")
+    gold_ax.axvline(curve["d"][peak], color="gray", ls="--", lw=1)
+    gold_ax.set_ylabel("gold score", color="C3")
+    lines = ax.get_lines()[:1] + gold_ax.get_lines()[:1]
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="center right")
+    ax.set_title(title or f"gold peaks at KL {curve['kl'][peak]:.1f} nats; the proxy keeps rising", fontsize=10)
+    return ax
+
+
+def plot_gold_vs_kl(curves: dict, fits: dict | None = None, ax=None, x: str = "d"):
+    """Gold gain against d = sqrt(KL) for several runs (best-of-n or RL), with their fitted Gao et al. curves
+    as dashed lines: curves = {label: dict with d and gold_gain}, fits = {label: `bon.fit_gao` result}."""
+    from rlhf_lib.bon import gao_curve
+
+    ax = _axes(ax, (6.5, 4))
+    for i, (label, c) in enumerate(curves.items()):
+        ax.plot(c[x], c["gold_gain"], "o-", ms=3, color=f"C{i}", label=label)
+        fit = (fits or {}).get(label)
+        if fit is not None:
+            grid = np.linspace(0, max(c[x]), 100)
+            ax.plot(grid, gao_curve(grid, fit["alpha"], fit["beta"], fit["form"]), "--", color=f"C{i}", lw=1)
+    ax.axhline(0, color="gray", lw=0.8)
+    low = min(float(np.min(c["gold_gain"])) for c in curves.values())
+    ax.set_ylim(bottom=max(ax.get_ylim()[0], low - 0.15))  # a fitted curve may dive far below every point
+    ax.set_xlabel("sqrt(KL to the base policy)  (sqrt nats)")
+    ax.set_ylabel("gold gain over the base policy")
+    ax.legend(fontsize=8)
+    return ax

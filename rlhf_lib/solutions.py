@@ -367,3 +367,21 @@ def leave_one_out(rewards, k):
     r = rewards.view(-1, k)  # (G, k): one row per prompt
     baseline = (r.sum(-1, keepdim=True) - r) / (k - 1)  # the mean of the other k - 1 responses
     return (r - baseline).reshape(-1)
+
+
+def best_of_n_expected(proxy, gold, n):
+    import math
+
+    order = np.argsort(proxy)  # lowest proxy first
+    N = len(proxy)
+    # the i-th lowest wins a random n-subset when the other n - 1 drawn are all below it
+    p_win = np.array([math.comb(i - 1, n - 1) / math.comb(N, n) for i in range(1, N + 1)])
+    return float(p_win @ np.asarray(gold, dtype=float)[order])
+
+
+def fit_gao_rl(d, gold_gain):
+    d, y = np.asarray(d, dtype=float), np.asarray(gold_gain, dtype=float)
+    d_log_d = d * np.log(np.where(d > 0, d, 1.0))  # 0 at d = 0
+    X = np.stack([d, -d_log_d], axis=1)  # R = alpha * d - beta * d log d
+    (alpha, beta), *_ = np.linalg.lstsq(X, y, rcond=None)
+    return np.array([alpha, beta])

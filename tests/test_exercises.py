@@ -160,6 +160,9 @@ WRONG = {
     "ppo_iteration": _wrong_ppo_iteration,
     "adaptive_beta": lambda beta, kl, target, n, horizon: beta * (1 + (kl / target - 1) * n / horizon),  # no clip
     "dpo_loss": lambda pc, pr, rc, rr, beta: -torch.nn.functional.logsigmoid(beta * (pc - pr)).mean(),  # no reference
+    "best_of_n_expected": lambda proxy, gold, n: float(np.mean(np.asarray(gold)[np.argsort(proxy)][-n:])),  # top-n mean
+    "fit_gao_rl": lambda d, y: np.linalg.lstsq(np.stack([np.asarray(d), -np.asarray(d) ** 2], 1), np.asarray(y),
+                                               rcond=None)[0],  # best-of-n's form
     "leave_one_out": lambda rewards, k: rewards - rewards.view(-1, k).mean(-1).repeat_interleave(k),  # i in its own baseline
 }
 
@@ -278,13 +281,15 @@ def test_every_notebook_poses_enough_exercises():
     per_notebook = {}
     for ex in EXERCISES.values():
         per_notebook[ex.notebook] = per_notebook.get(ex.notebook, 0) + 1
-    assert all(per_notebook.get(nb, 0) >= 2 for nb in ("00", "01", "02", "03", "04", "05", "06", "07", "08"))
+    assert all(per_notebook.get(nb, 0) >= 2 for nb in ("00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10"))
     assert all(per_notebook[nb] >= 3 for nb in ("01", "02", "03")), per_notebook
 
 
 @pytest.mark.parametrize("name,notebook", [("q_learning_episode", "01_tabular_rl"), ("sarsa_episode", "01_tabular_rl"),
                                            ("reinforce_update", "02_policy_gradients"),
-                                           ("ppo_update", "03_actor_critic_ppo")])
+                                           ("ppo_update", "03_actor_critic_ppo"),
+                                           ("best_of_n_expected", "09_overoptimization"),
+                                           ("fit_gao_rl", "09_overoptimization")])
 def test_the_notebook_trains_with_the_learners_build_it_function(name, notebook):
     """The stub is checked, hinted, revealable, and the training run goes through use_or_library."""
     import json
