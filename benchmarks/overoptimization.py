@@ -2,6 +2,7 @@
 forms fitted, and their predicted gold peak checked on a longer run that the fit never saw.
 
     python benchmarks/overoptimization.py               # about 20 minutes on 2 cores
+    python benchmarks/overoptimization.py --refit       # redo the fits and predictions from the saved curves
     python benchmarks/overoptimization.py --plot-only   # redraw the figure from the results
 
 Proxies: whole-review reward models trained on 1,000, 4,000 and 16,000 labelled pairs (the same recipe,
@@ -110,19 +111,33 @@ def measure() -> dict:
     for kl in (0.05, 0.2):
         runs[f"{MAIN} pairs, KL coefficient {kl}"] = rl_run(proxies[MAIN], base[MAIN], kl)
     heldout = rl_run(proxies[MAIN], base[MAIN], 0.0, seed=len(SEEDS), iterations=80)
-    for name, run in runs.items():
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return dict(date=str(date.today()), commit=commit, torch=torch.__version__,
+                machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}",
+                settings=dict(pairs=PAIRS, seeds=SEEDS, window=WINDOW, ns=NS, rl=RL, bon_starts=len(starts), bon_pool=128),
+                proxies={str(n): s for n, s in summaries.items()}, best_of_n={str(n): b for n, b in bon.items()},
+                base={str(n): b for n, b in base.items()}, runs=runs, heldout=heldout,
+                seconds=round(time.perf_counter() - start, 1))
+
+
+def analyse(results: dict) -> dict:
+    """Fits, measured peaks and the held-out prediction, from the stored curves (in place; returns results)."""
+    from rlhf_lib.bon import gao_curve
+
+    for n, b in results["best_of_n"].items():
+        c = as_arrays(b["curve"])
+        b["fit"] = fit_gao(c["d"], c["gold_gain"], "bon")
+    for name, run in {**results["runs"], "held-out run": results["heldout"]}.items():
         c = as_arrays(run["curve"])
         run["fit"] = fit_rl(c)
         peak = gold_peak(c)
         run["measured_peak"] = dict(kl=float(c["kl"][peak]), gold_gain=float(c["gold_gain"][peak]))
         print(name, run["seconds"], "s", run["measured_peak"], {k: round(v, 3) for k, v in run["fit"].items()
                                                                 if isinstance(v, float)}, flush=True)
-    from rlhf_lib.bon import gao_curve
-
+    fitted = results["runs"][f"{MAIN} pairs, no KL penalty, seed 0"]["fit"]
     predictions = {}
-    for name, other in [(f"seed {s}", runs[f"{MAIN} pairs, no KL penalty, seed {s}"]) for s in SEEDS[1:]] + \
-            [(f"seed {len(SEEDS)}, 80 iterations", heldout)]:
-        fitted = runs[f"{MAIN} pairs, no KL penalty, seed 0"]["fit"]
+    for name, other in [(f"seed {s}", results["runs"][f"{MAIN} pairs, no KL penalty, seed {s}"]) for s in SEEDS[1:]] + \
+            [(f"seed {len(SEEDS)}, 80 iterations", results["heldout"])]:
         h = as_arrays(other["curve"])
         part, peak = up_to_the_turn(h), gold_peak(h)
         predicted = gao_curve(h["d"][part], fitted["alpha"], fitted["beta"], "rl")
@@ -131,14 +146,8 @@ def measure() -> dict:
                                  rmse_up_to_the_turn=float(np.sqrt(np.mean((predicted - h["gold_gain"][part]) ** 2))),
                                  points=int(part.stop))
         print("held out:", name, predictions[name], flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    return dict(date=str(date.today()), commit=commit, torch=torch.__version__,
-                machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}",
-                settings=dict(pairs=PAIRS, seeds=SEEDS, window=WINDOW, ns=NS, rl=RL, bon_starts=len(starts), bon_pool=128),
-                proxies={str(n): s for n, s in summaries.items()}, best_of_n={str(n): b for n, b in bon.items()},
-                base={str(n): b for n, b in base.items()}, runs=runs, heldout=heldout,
-                prediction=dict(fit_from=f"{MAIN} pairs, no KL penalty, seed 0 (50 iterations)", held_out=predictions),
-                seconds=round(time.perf_counter() - start, 1))
+    results["prediction"] = dict(fit_from=f"{MAIN} pairs, no KL penalty, seed 0 (50 iterations)", held_out=predictions)
+    return results
 
 
 def plot(results: dict) -> None:
@@ -184,9 +193,11 @@ def plot(results: dict) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plot-only", action="store_true", help="redraw the figure from the saved results")
+    parser.add_argument("--refit", action="store_true", help="redo the fits and predictions from the saved curves")
     args = parser.parse_args()
     if not args.plot_only:
-        RESULTS.write_text(json.dumps(measure(), indent=1))
+        results = json.loads(RESULTS.read_text()) if args.refit else measure()
+        RESULTS.write_text(json.dumps(analyse(results), indent=1))
     plot(json.loads(RESULTS.read_text()))
 
 

@@ -137,12 +137,12 @@ def checkpoint_curve(history: list[dict], window: int = 5, base: dict | None = N
 
 
 def up_to_the_turn(curve: dict) -> slice:
-    """The points of a curve from the base to the first one after the gold peak whose gold is back at or below
-    the base's: the rise and the turn that Gao et al.'s forms describe, without the collapse to the floor
+    """The points of a curve from the base through the gold peak to the last point after it whose gold is still
+    above the base's: the rise and the turn that Gao et al.'s forms describe, without the collapse to the floor
     (every review broken: gold -1) that follows here."""
     peak = gold_peak(curve)
-    after = np.flatnonzero(curve["gold_gain"][peak:] <= 0)
-    return slice(0, peak + int(after[0]) + 1 if len(after) else len(curve["gold"]))
+    below = np.flatnonzero(curve["gold_gain"][peak:] <= 0)
+    return slice(0, peak + int(below[0]) if len(below) else len(curve["gold"]))
 
 
 def gold_peak(curve: dict) -> int:
@@ -151,17 +151,23 @@ def gold_peak(curve: dict) -> int:
 
 
 class Snapshots:
-    """An `on_iteration` callback for `train_rlhf`: a copy of the policy's weights (on the CPU) after every
-    `every` iterations, kept in `weights` by iteration, so a checkpoint (the gold peak) can be looked at later."""
+    """An `on_iteration` callback for `train_rlhf`: a copy of the policy's weights (on the CPU) at the start
+    (key 0) and after every `every` iterations (key: the iterations done), so a checkpoint (the gold peak) can be
+    looked at later. Iteration k samples with the weights after k - 1 updates: the policy that sampled a
+    curve point's first iteration is `weights[point's iteration - window]`."""
 
     def __init__(self, policy, every: int):
         check_count("every", every)
         self.policy, self.every, self.weights = policy, every, {}
+        self.weights[0] = self._copy()
+
+    def _copy(self) -> dict:
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.policy.state_dict().items()}
 
     def __call__(self, result) -> None:
         done = len(result.history)
         if done % self.every == 0:
-            self.weights[done] = {k: v.detach().to("cpu", copy=True) for k, v in self.policy.state_dict().items()}
+            self.weights[done] = self._copy()
 
     def load(self, iteration: int, model):
         """`model` (a copy of the policy's architecture) with the weights kept after `iteration`; returns it."""

@@ -56,7 +56,7 @@ def test_the_turn_is_the_first_point_back_at_the_base_after_the_peak():
     curve = dict(gold=np.array([0.0, 0.2, 0.5, 0.3, -0.1, -0.9, -1.0]))
     curve["gold_gain"] = curve["gold"] - curve["gold"][0]
     assert gold_peak(curve) == 2
-    assert up_to_the_turn(curve) == slice(0, 5)  # base, rise, peak, turn, back below the base
+    assert up_to_the_turn(curve) == slice(0, 4)  # base, rise, peak, turn; not the first point back below the base
     rising = dict(gold=np.array([0.0, 0.1, 0.2]), gold_gain=np.array([0.0, 0.1, 0.2]))
     assert up_to_the_turn(rising) == slice(0, 3)
 
@@ -112,7 +112,8 @@ def test_snapshots_keep_the_weights_of_their_time(course):
             next(model.parameters()).add_(1.0)
         history.append({})
         snaps(SimpleNamespace(history=history))
-    assert sorted(snaps.weights) == [2, 4]
+    assert sorted(snaps.weights) == [0, 2, 4]
+    torch.testing.assert_close(next(iter(snaps.weights[0].values())), next(iter(policy.state_dict().values())))
     first = next(policy.parameters())  # the untouched course model
     other, _ = load_model()
     snaps.load(2, other)
