@@ -137,6 +137,10 @@ class DPOConfig:
     """assumed probability that a label is flipped, in [0, 0.5) ("sigmoid" and "robust" only)"""
     max_grad_norm: float = 1.0
     """gradient clipping"""
+    nll_coef: float = 0.0
+    """weight of the chosen completions' negative log-likelihood per token, added to the loss (RPO, Pang et al.
+    2024; in TRL 1.16 loss_type=["sigmoid", "sft"], loss_weights=[1, nll_coef]): it keeps probability on the
+    labelled, fluent texts"""
     add_eos: bool = False
     """append end-of-text to each completion (whole reviews); the course's labels stop at the sentence's end"""
     heldout: float = 0.1
@@ -158,6 +162,8 @@ class DPOConfig:
         if not (isinstance(self.heldout, (int, float)) and 0.0 <= self.heldout < 1.0):
             raise ValueError(f"heldout must be a share in [0, 1), got {self.heldout!r}")
         check_count("seed", self.seed, minimum=0)
+        if not (isinstance(self.nll_coef, (int, float)) and self.nll_coef >= 0):
+            raise ValueError(f"nll_coef must be a number >= 0, got {self.nll_coef!r}")
 
 
 @dataclass
@@ -224,6 +230,8 @@ def _pair_step(policy, tokenizer, pairs, idx, ref, cfg, loss_fn=None):
     loss, r_c, r_r = dpo_loss(pol_c, pol_r, ref_c, ref_r, cfg.beta, cfg.loss_type, cfg.label_smoothing)
     if loss_fn is not None:
         loss = loss_fn(pol_c, pol_r, ref_c, ref_r, cfg.beta)
+    if cfg.nll_coef:  # mean over every chosen token of the batch, as TRL's "sft" loss
+        loss = loss + cfg.nll_coef * -logps[: len(idx)].sum() / n_c.sum()
     return loss, r_c, r_r
 
 

@@ -51,7 +51,8 @@ def test_sequence_logps_equal_one_sequence_at_a_time_without_padding(lm):
 # ---- the loss against TRL 1.16
 
 
-def trl_dpo_loss(chosen_tok, rejected_tok, ref_chosen, ref_rejected, mask_c, mask_r, beta, loss_type, label_smoothing):
+def trl_dpo_loss(chosen_tok, rejected_tok, ref_chosen, ref_rejected, mask_c, mask_r, beta, loss_type, label_smoothing,
+                 loss_types=None, loss_weights=None):
     """TRL's DPOTrainer._compute_loss on given per-token log-probs, through a stub model and trainer.
     chosen_tok, rejected_tok: (B, T) per-token policy log-probs (0 off the completion); masks (B, T)."""
     from trl import DPOTrainer
@@ -67,7 +68,8 @@ def trl_dpo_loss(chosen_tok, rejected_tok, ref_chosen, ref_rejected, mask_c, mas
     identity = SimpleNamespace(device="cpu", gather=lambda x: x, gather_for_metrics=lambda x: x)
     trainer = SimpleNamespace(model=SimpleNamespace(training=False), accelerator=identity, aux_loss_enabled=False,
                               ld_alpha=None, precompute_ref_logps=True, f_divergence_type="reverse_kl",
-                              loss_types=[loss_type], loss_weights=[1.0], beta=beta, label_smoothing=label_smoothing,
+                              loss_types=loss_types or [loss_type], loss_weights=loss_weights or [1.0], beta=beta,
+                              label_smoothing=label_smoothing,
                               use_weighting=False, _metrics=defaultdict(lambda: defaultdict(list)),
                               _total_train_tokens=0, _tp_size=1)
     inputs = dict(input_ids=torch.zeros(2 * B, T + 1, dtype=torch.long), attention_mask=torch.ones(2 * B, T + 1),
@@ -101,6 +103,27 @@ def test_loss_equals_trl(loss_type, label_smoothing, beta):
     torch.testing.assert_close(loss, want)
     torch.testing.assert_close(r_c, beta * (pol_c - ref_c))
     torch.testing.assert_close(r_r, beta * (pol_r - ref_r))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 2.0])
+def test_dpo_with_the_chosen_nll_equals_trls_sigmoid_plus_sft(alpha, monkeypatch):
+    """nll_coef: TRL 1.16's loss_type=["sigmoid", "sft"], loss_weights=[1, alpha] (RPO) on the same tensors, through
+    the training step itself (its forward pass replaced by the batch's summed per-token log-probs)."""
+    import rlhf_lib.dpo as dpo
+
+    chosen_tok, rejected_tok, ref_c, ref_r, mask_c, mask_r = random_batch(seed=7)
+    want = trl_dpo_loss(chosen_tok, rejected_tok, ref_c, ref_r, mask_c, mask_r, 0.3, "sigmoid", 0.0,
+                        loss_types=["sigmoid", "sft"], loss_weights=[1.0, alpha])
+    B = len(ref_c)
+    logps = torch.cat([chosen_tok.sum(-1), rejected_tok.sum(-1)])  # (2B,): chosen rows first, as the step encodes
+    monkeypatch.setattr(dpo, "encode_completions", lambda *args, **kwargs: None)
+    monkeypatch.setattr(dpo, "sequence_logps", lambda model, batch: (logps, None))
+    pairs = [dict(prompt="", chosen="a", rejected="b")] * B
+    ref = (ref_c, ref_r, mask_c.sum(-1), mask_r.sum(-1))
+    got, _, _ = dpo._pair_step(None, None, pairs, list(range(B)), ref, DPOConfig(beta=0.3, nll_coef=alpha))
+    torch.testing.assert_close(got, want)
+    plain = trl_dpo_loss(chosen_tok, rejected_tok, ref_c, ref_r, mask_c, mask_r, 0.3, "sigmoid", 0.0)
+    assert float(got - plain) == pytest.approx(alpha * float(-chosen_tok.sum() / mask_c.sum()), rel=1e-5)
 
 
 def test_ipo_without_length_normalisation_differs_from_trl():
@@ -159,7 +182,8 @@ def test_conservative_dpo_is_dpo_against_soft_labels():
 @pytest.mark.parametrize("kwargs,field", [
     (dict(loss_type="hinge"), "loss_type"), (dict(beta=0.0), "beta"), (dict(label_smoothing=0.5), "label_smoothing"),
     (dict(loss_type="ipo", label_smoothing=0.1), "label_smoothing"), (dict(lr=-1.0), "lr"), (dict(epochs=0), "epochs"),
-    (dict(batch_size=2.5), "batch_size"), (dict(heldout=1.0), "heldout"), (dict(seed=-1), "seed")])
+    (dict(batch_size=2.5), "batch_size"), (dict(heldout=1.0), "heldout"), (dict(seed=-1), "seed"),
+    (dict(nll_coef=-0.1), "nll_coef")])
 def test_bad_settings_are_named(kwargs, field):
     with pytest.raises(ValueError, match=field):
         DPOConfig(**kwargs)
