@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from rlhf_lib.bon import best_of_n_curve, fit_gao
-from rlhf_lib.goodhart import (bon_pools, checkpoint_curve, gold_metrics, gold_peak, train_proxy_reward_model,
-                               up_to_the_turn)
+from rlhf_lib.goodhart import (bon_pools, checkpoint_curve, gold_metrics, gold_peak, pools_base,
+                               train_proxy_reward_model, up_to_the_turn)
 from rlhf_lib.lm import load_model
 from rlhf_lib.rlhf import train_rlhf
 from rlhf_lib.whole_reviews import review_starts, whole_review_config, whole_review_prompts
@@ -98,9 +98,7 @@ def measure() -> dict:
     for n, (rm, rtok) in proxies.items():
         pools = bon_pools(policy, tokenizer, rm, rtok, starts, 128, seed=4242)  # same seed: the same reviews
         curve = best_of_n_curve(pools, NS)
-        base[n] = dict(proxy=float(np.mean([p.mean() for _, p, _ in pools])),
-                       gold=float(np.mean([g.mean() for _, _, g in pools])),
-                       grammatical=float(np.mean([np.mean(g > -1) for _, _, g in pools])))
+        base[n] = pools_base(pools)
         bon[n] = dict(curve={k: [round(float(v), 4) for v in vals] for k, vals in curve.items()},
                       fit=fit_gao(curve["d"], curve["gold_gain"], "bon"))
         print(f"best-of-n, {n} pairs: gold {bon[n]['curve']['gold']}", flush=True)

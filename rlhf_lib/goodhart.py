@@ -9,6 +9,7 @@ them that broken text is bad; the gold judge does.
     gold_metrics(texts)              the figures `train_rlhf(metrics=...)` logs each iteration
     train_proxy_reward_model(...)    a whole-review reward model from n_pairs labelled pairs
     bon_pools(...)                   one pool of base-policy samples per start, scored by proxy and gold
+    pools_base(pools)                the base policy's proxy, gold and grammar from those pools
     checkpoint_curve(history, ...)   proxy, gold and sqrt(KL) of an RL run, one point per few iterations
     gold_peak(curve)                 where the gold score of a curve is highest
 
@@ -28,23 +29,26 @@ BROKEN = -1.0
 
 def gold_scores(texts) -> np.ndarray:
     """(N,) VADER compound score of each grammatical text, `BROKEN` (-1) for the others."""
+    return _gold(texts)[0]
+
+
+def _gold(texts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(gold scores, VADER scores, grammatical or not) of each text."""
     from rlhf_lib.evaluate import gold_sentiment
     from rlhf_lib.reviews import is_grammatical
 
     texts = [texts] if isinstance(texts, str) else list(texts)
     if not texts:
-        return np.zeros(0)
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
     fluent = np.array([is_grammatical(t) for t in texts])
-    return np.where(fluent, gold_sentiment(texts), BROKEN)
+    vader = gold_sentiment(texts)
+    return np.where(fluent, vader, BROKEN), vader, fluent
 
 
 def gold_metrics(texts) -> dict:
     """Gold figures of a batch: mean gold score, mean VADER score (fluent or not), share grammatical."""
-    from rlhf_lib.evaluate import gold_sentiment
-    from rlhf_lib.reviews import is_grammatical
-
-    return dict(gold=float(gold_scores(texts).mean()), gold_sentiment=float(gold_sentiment(texts).mean()),
-                grammatical=float(np.mean([is_grammatical(t) for t in texts])))
+    gold, vader, fluent = _gold(texts)
+    return dict(gold=float(gold.mean()), gold_sentiment=float(vader.mean()), grammatical=float(fluent.mean()))
 
 
 def train_proxy_reward_model(n_pairs: int, policy=None, epochs: int = 2, lr: float = 5e-4, seed: int = 0,
@@ -108,6 +112,19 @@ def bon_pools(policy, tokenizer, reward_model, reward_tokenizer, starts: list[st
     gold = gold_scores(texts)
     return [(texts[k : k + pool_size], proxy[k : k + pool_size], gold[k : k + pool_size])
             for k in range(0, len(texts), pool_size)]
+
+
+def pools_base(pools) -> dict:
+    """The base policy's point of a curve from its best-of-n pools (`bon_pools`), i.e. best-of-1: mean proxy,
+    mean gold and share grammatical, each averaged per start, then over starts."""
+    from rlhf_lib.reviews import is_grammatical
+
+    pools = list(pools)
+    if not pools:
+        raise ValueError("no pools: give one (texts, proxy, gold) per start")
+    return dict(proxy=float(np.mean([np.mean(p) for _, p, _ in pools])),
+                gold=float(np.mean([np.mean(g) for _, _, g in pools])),
+                grammatical=float(np.mean([np.mean([is_grammatical(t) for t in texts]) for texts, _, _ in pools])))
 
 
 def checkpoint_curve(history: list[dict], window: int = 5, base: dict | None = None) -> dict:

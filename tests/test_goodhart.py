@@ -10,7 +10,7 @@ from rlhf_lib import solutions
 from rlhf_lib.bon import best_of_n_curve
 from rlhf_lib.evaluate import gold_sentiment
 from rlhf_lib.goodhart import (BROKEN, Snapshots, bon_pools, checkpoint_curve, gold_metrics, gold_peak, gold_scores,
-                               up_to_the_turn)
+                               pools_base, up_to_the_turn)
 from rlhf_lib.reviews import is_grammatical
 
 
@@ -94,6 +94,10 @@ def test_bon_pools_score_each_review_with_proxy_and_gold(course):
         gap = raw - proxy  # 0 for a review that ended, the penalty 1 for one cut off at 12 tokens
         assert np.all((np.abs(gap) < 1e-4) | (np.abs(gap - 1.0) < 1e-4)), gap
     assert any(np.any(np.abs(raw - proxy) > 0.5) for texts, proxy, _ in pools for raw in [score_texts(rm, rtok, texts)])
+    base = pools_base(pools)
+    assert base["proxy"] == pytest.approx((np.mean(pools[0][1]) + np.mean(pools[1][1])) / 2)
+    assert base["gold"] == pytest.approx(np.mean([g for _, _, gold in pools for g in gold]))  # pools of one size
+    assert base["grammatical"] == pytest.approx(np.mean([is_grammatical(t) for texts, _, _ in pools for t in texts]))
     again = bon_pools(policy, tok, rm, rtok, starts, 6, seed=3, max_new_tokens=12)
     assert [p[0] for p in again] == [p[0] for p in pools]  # same seed, same reviews
 
