@@ -2,8 +2,9 @@
 
 The gold judge of notebook 09 is the course's taste plus the fluency it takes for granted: a review's gold
 score is its VADER compound score when the grammar accepts it, and -1 (the worst score) when it does not.
-The reward models that learn from the simulated annotator only ever see fluent reviews, so nothing tells
-them that broken text is bad; the gold judge does.
+The reward models that learn from the simulated annotator see almost only fluent reviews (the course model
+writes about 3% broken ones), and the annotator judges sentiment alone, so nothing tells them that broken text
+is bad; the gold judge does.
 
     gold_scores(texts)               the gold score of each text
     gold_metrics(texts)              the figures `train_rlhf(metrics=...)` logs each iteration
@@ -12,6 +13,8 @@ them that broken text is bad; the gold judge does.
     pools_base(pools)                the base policy's proxy, gold and grammar from those pools
     checkpoint_curve(history, ...)   proxy, gold and sqrt(KL) of an RL run, one point per few iterations
     gold_peak(curve)                 where the gold score of a curve is highest
+    up_to_the_turn(curve)            the points Gao et al.'s forms are fitted to: the rise and the turn
+    Snapshots(policy, every)         the policy's weights during a run, to look at a checkpoint later
 
 Each RL iteration samples a fresh batch from the policy as it stands, so its figures measure that
 checkpoint of the policy; `checkpoint_curve` averages `window` consecutive iterations into one point.
