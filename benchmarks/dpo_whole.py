@@ -5,10 +5,11 @@ what it costs in grammar and KL, from the course prompts and from the start of t
 
 Labels: 2,000 pairs of whole reviews of the course model, both reviews of a pair from one start (`review_starts`:
 a course prompt, another opening, or nothing), labelled by the simulated annotator (temperature 0.1; ties left
-out). Each setting trains a fresh copy of the course model with `train_dpo` (2 epochs of 32 pairs, 10% of the
-pairs held out, end-of-text appended to every completion: a whole review ends there) and is measured with
-`whole_reviews.evaluate_whole` (300 reviews from the course prompts, 300 from the start of text, seed 1234).
-`nll_coef` adds the chosen completions' negative log-likelihood per token (RPO).
+out; `whole_review_labels`). Each setting trains a fresh copy of the course model with `train_dpo` (2 epochs
+of 32 pairs, 10% of the pairs held out, end-of-text appended to every completion: a whole review ends there)
+and is measured with `whole_reviews.evaluate_whole` (300 reviews from the course prompts, 300 from the start
+of text, seed 1234). `nll_coef` adds the chosen completions' negative log-likelihood per token (RPO); the
+last-but-one setting is `whole_review_dpo_config()`.
 """
 
 import json
@@ -22,7 +23,7 @@ import torch
 
 from rlhf_lib.dpo import DPOConfig, train_dpo
 from rlhf_lib.lm import load_model
-from rlhf_lib.whole_reviews import ScoredAnnotator, evaluate_whole, label_groups, sample_whole_pairs
+from rlhf_lib.whole_reviews import evaluate_whole, whole_review_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "dpo_whole.json"
@@ -40,8 +41,7 @@ def main():
     start = time.perf_counter()
     policy, tokenizer = load_model()
     reference, _ = load_model()
-    pairs = sample_whole_pairs(policy, tokenizer, 2000, seed=11)
-    labels = [r for group in label_groups(ScoredAnnotator(0.1, seed=0), [(p, [a, b]) for p, a, b in pairs]) for r in group]
+    labels = whole_review_labels(policy, tokenizer, 2000, seed=11)
     rows = [dict(setting="course model", seconds=0.0, **figures(evaluate_whole(reference, reference, tokenizer)))]
     for setting in SETTINGS:
         policy, _ = load_model()

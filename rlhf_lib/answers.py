@@ -258,7 +258,8 @@ ANSWERS: dict[str, tuple[str, str]] = {
         expect from each state, so one response per prompt is enough to compute an advantage at every
         token. RLOO and GRPO get their baseline from other responses to the same prompt: with the same 64
         responses an iteration they see 16 prompts instead of 64, and their advantage is one number for the
-        whole response (no credit assignment between tokens; here responses are short, so little is lost).
+        whole response (no credit assignment between tokens: in a whole review of up to 64 tokens, one broken
+        sentence is blamed on every token, the good sentences' too).
         What they save: the value head's forward and backward pass, its loss and its hyperparameters
         (vf_coef, value clipping, lambda), and a critic that is wrong early in training (notebook 03's
         explained variance starts near 0).

@@ -169,8 +169,9 @@ class DPOConfig:
 @dataclass
 class DPOResult:
     history: list[dict] = field(default_factory=list)
-    """one dict of figures per step: loss, accuracy (share of pairs whose chosen implicit reward is higher;
-    a tie counts as wrong, as in TRL), margin, chosen and rejected implicit rewards"""
+    """one dict of figures per step: loss (with nll_coef * nll), nll (the chosen completions' negative
+    log-likelihood per token), accuracy (share of pairs whose chosen implicit reward is higher; a tie counts
+    as wrong, as in TRL), margin, chosen and rejected implicit rewards"""
     heldout: list[dict] = field(default_factory=list)
     """figures on the held-out pairs, before training and after each epoch"""
     config: dict = field(default_factory=dict)
@@ -215,8 +216,9 @@ def _reference_logps(reference, tokenizer, pairs, cfg):
 
 
 def _pair_step(policy, tokenizer, pairs, idx, ref, cfg, loss_fn=None):
-    """Loss and implicit rewards of the pairs `idx`: chosen and rejected in one forward pass. loss_fn (the
-    notebook's own DPO loss, "sigmoid" only) replaces the library's loss; the implicit rewards stay its."""
+    """Loss, implicit rewards and the chosen completions' NLL per token of the pairs `idx`: chosen and rejected
+    in one forward pass. loss_fn (the notebook's own DPO loss, "sigmoid" only) replaces the library's loss; the
+    implicit rewards stay its. The loss includes nll_coef * NLL."""
     batch = [pairs[i] for i in idx]
     prompts = [p["prompt"] for p in batch]
     enc = encode_completions(tokenizer, prompts + prompts, [p["chosen"] for p in batch] + [p["rejected"] for p in batch],
@@ -230,9 +232,10 @@ def _pair_step(policy, tokenizer, pairs, idx, ref, cfg, loss_fn=None):
     loss, r_c, r_r = dpo_loss(pol_c, pol_r, ref_c, ref_r, cfg.beta, cfg.loss_type, cfg.label_smoothing)
     if loss_fn is not None:
         loss = loss_fn(pol_c, pol_r, ref_c, ref_r, cfg.beta)
-    if cfg.nll_coef:  # mean over every chosen token of the batch, as TRL's "sft" loss
-        loss = loss + cfg.nll_coef * -logps[: len(idx)].sum() / n_c.sum()
-    return loss, r_c, r_r
+    nll = -logps[: len(idx)].sum() / n_c.sum()  # per chosen token of the batch, as TRL's "sft" loss
+    if cfg.nll_coef:
+        loss = loss + cfg.nll_coef * nll
+    return loss, r_c, r_r, float(nll)
 
 
 @torch.no_grad()
@@ -240,7 +243,7 @@ def _evaluate_pairs(policy, tokenizer, pairs, idx, ref, cfg) -> dict:
     losses, margins, right = [], [], []
     for start in range(0, len(idx), 64):
         sub = idx[start : start + 64]
-        loss, r_c, r_r = _pair_step(policy, tokenizer, pairs, sub, ref, cfg)
+        loss, r_c, r_r, _ = _pair_step(policy, tokenizer, pairs, sub, ref, cfg)
         losses.append(float(loss) * len(sub))
         margins += (r_c - r_r).tolist()
         right += (r_c > r_r).tolist()
@@ -287,7 +290,7 @@ def train_dpo(policy, reference, tokenizer, pairs_or_records, cfg: DPOConfig | N
         perm = torch.randperm(len(train_idx), generator=shuffler).tolist()
         for b in range(steps_per_epoch):
             idx = [train_idx[i] for i in perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
-            loss, r_c, r_r = _pair_step(policy, tokenizer, pairs, idx, ref, cfg, loss_fn)
+            loss, r_c, r_r, nll = _pair_step(policy, tokenizer, pairs, idx, ref, cfg, loss_fn)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * min((step + 1) / cfg.warmup, 1.0 - step / total)
             opt.zero_grad()
@@ -295,7 +298,7 @@ def train_dpo(policy, reference, tokenizer, pairs_or_records, cfg: DPOConfig | N
             torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
             opt.step()
             step += 1
-            result.history.append(dict(step=step, loss=loss.item(), accuracy=float((r_c > r_r).float().mean()),
+            result.history.append(dict(step=step, loss=loss.item(), nll=nll, accuracy=float((r_c > r_r).float().mean()),
                                        margin=float((r_c - r_r).mean()), chosen_reward=float(r_c.mean()),
                                        rejected_reward=float(r_r.mean()), seconds=time.perf_counter() - start))
             bar.update(1)
@@ -323,23 +326,23 @@ def where_the_mass_went(policy, reference, tokenizer, pairs_or_records, n_sample
 
     check_count("n_samples", n_samples)
     pairs = as_pairs(pairs_or_records)
-    prompts = [p["prompt"] for p in pairs]
-    shift = {}
-    for side in ("chosen", "rejected"):
-        texts = [p[side] for p in pairs]
-        logp, n = completion_logps(policy, tokenizer, prompts, texts, add_eos)
-        logp_ref, _ = completion_logps(reference, tokenizer, prompts, texts, add_eos)
-        shift[side] = float(((logp - logp_ref) / n).mean())
     labelled: dict[str, set[str]] = {}
     for p in pairs:
         labelled.setdefault(p["prompt"], set()).update((p["chosen"], p["rejected"]))
-    flat = [(x, y) for x, ys in labelled.items() for y in sorted(ys)]
-    mass = {}
+    flat = [(x, y) for x, ys in labelled.items() for y in sorted(ys)]  # every labelled text once
+    row = {xy: i for i, xy in enumerate(flat)}
+    logp = {}
     for name, model in (("policy", policy), ("reference", reference)):
-        logp, _ = completion_logps(model, tokenizer, [x for x, _ in flat], [y for _, y in flat], add_eos)
+        logp[name], n_tokens = completion_logps(model, tokenizer, [x for x, _ in flat], [y for _, y in flat], add_eos)
+    shift = {}
+    for side in ("chosen", "rejected"):
+        idx = torch.tensor([row[(p["prompt"], p[side])] for p in pairs])
+        shift[side] = float(((logp["policy"][idx] - logp["reference"][idx]) / n_tokens[idx]).mean())
+    mass = {}
+    for name in ("policy", "reference"):
         per_prompt = {}
-        for (x, _), lp in zip(flat, logp.exp().tolist()):
-            per_prompt[x] = per_prompt.get(x, 0.0) + lp
+        for (x, _), prob in zip(flat, logp[name].exp().tolist()):
+            per_prompt[x] = per_prompt.get(x, 0.0) + prob
         mass[name] = float(np.mean(list(per_prompt.values())))
     unique_prompts = sorted(labelled)
     s = sample(policy, tokenizer, [unique_prompts[i % len(unique_prompts)] for i in range(n_samples)], max_new_tokens,

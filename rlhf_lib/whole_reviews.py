@@ -461,3 +461,30 @@ def evaluate_whole(policy, reference, tokenizer, reward_model=None, reward_token
     return {where: evaluate_policy(policy, reference, tokenizer, reward_model, reward_tokenizer, n=n, seed=seed,
                                    max_new_tokens=max_new_tokens, stop_at="text", starts=starts)
             for where, starts in (("course", PROMPTS), ("empty", [""]))}
+
+
+# ---- DPO on whole reviews
+
+WHOLE_REVIEW_DPO = dict(add_eos=True, beta=0.3, lr=3e-4, nll_coef=1.0)
+"""what `whole_review_dpo_config` changes in `DPOConfig`'s defaults: end-of-text after every completion (a whole
+review ends there), a larger step, and the chosen reviews' likelihood kept up (RPO). benchmarks/dpo_whole.py
+measured it from 2,000 labelled pairs: +33 points of gold positive rate from the course prompts and +38 from
+the start of text, 93-96% grammatical; `DPOConfig`'s defaults reach 93% positive but 69-74% grammatical."""
+
+
+def whole_review_dpo_config(**changes):
+    """A `DPOConfig` for pairs of whole reviews, with the setting measured on this task (`WHOLE_REVIEW_DPO`);
+    `changes` override any field."""
+    from rlhf_lib.dpo import DPOConfig
+
+    return DPOConfig(**{**WHOLE_REVIEW_DPO, **changes})
+
+
+def whole_review_labels(model, tokenizer, n: int = 2000, seed: int = 11, temperature: float = 0.1,
+                        progress: bool = False) -> list[dict]:
+    """Preference pairs of whole reviews for DPO: `n` pairs of the model's whole reviews, both of a pair from
+    one start (`sample_whole_pairs`), judged by the simulated annotator (`ScoredAnnotator(temperature)`,
+    seed 0); ties are left out, so a few fewer than n come back. {"prompt", "chosen", "rejected"} each."""
+    pairs = sample_whole_pairs(model, tokenizer, n, seed=seed, progress=progress)
+    groups = label_groups(ScoredAnnotator(temperature, seed=0), [(p, [a, b]) for p, a, b in pairs])
+    return [r for group in groups for r in group]

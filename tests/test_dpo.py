@@ -120,10 +120,11 @@ def test_dpo_with_the_chosen_nll_equals_trls_sigmoid_plus_sft(alpha, monkeypatch
     monkeypatch.setattr(dpo, "sequence_logps", lambda model, batch: (logps, None))
     pairs = [dict(prompt="", chosen="a", rejected="b")] * B
     ref = (ref_c, ref_r, mask_c.sum(-1), mask_r.sum(-1))
-    got, _, _ = dpo._pair_step(None, None, pairs, list(range(B)), ref, DPOConfig(beta=0.3, nll_coef=alpha))
+    got, _, _, nll = dpo._pair_step(None, None, pairs, list(range(B)), ref, DPOConfig(beta=0.3, nll_coef=alpha))
     torch.testing.assert_close(got, want)
     plain = trl_dpo_loss(chosen_tok, rejected_tok, ref_c, ref_r, mask_c, mask_r, 0.3, "sigmoid", 0.0)
-    assert float(got - plain) == pytest.approx(alpha * float(-chosen_tok.sum() / mask_c.sum()), rel=1e-5)
+    assert nll == pytest.approx(float(-chosen_tok.sum() / mask_c.sum()), rel=1e-5)  # what the history logs
+    assert float(got - plain) == pytest.approx(alpha * nll, rel=1e-5)
 
 
 def test_ipo_without_length_normalisation_differs_from_trl():
@@ -264,7 +265,8 @@ def test_your_loss_plugged_in_trains_the_same_weights(lm):
 
 def test_where_the_mass_went_against_one_text_at_a_time(lm):
     """The probability each model gives to a prompt's labelled completions, summed by hand from unpadded
-    forward passes; a policy equal to its reference has moved nothing."""
+    forward passes, and the per-token log-ratio of the chosen and of the rejected texts, pair by pair; a
+    policy equal to its reference has moved nothing."""
     from rlhf_lib.dpo import where_the_mass_went
 
     model, tok = lm
@@ -292,3 +294,7 @@ def test_where_the_mass_went_against_one_text_at_a_time(lm):
     assert moved["mass_reference"] == pytest.approx(by_hand(model), rel=1e-4)
     assert moved["mass_policy"] == pytest.approx(by_hand(policy), rel=1e-4)
     assert moved["mass_policy"] != pytest.approx(moved["mass_reference"], rel=1e-3)
+    for side in ("chosen", "rejected"):  # per-token log-ratio of each pair's text, one pair at a time
+        ratios = [(math.log(prob(policy, p["prompt"], p[side])) - math.log(prob(model, p["prompt"], p[side])))
+                  / len(tok(p[side], add_special_tokens=False)["input_ids"]) for p in pairs]
+        assert moved[side] == pytest.approx(sum(ratios) / len(ratios), rel=1e-4, abs=1e-7)

@@ -165,3 +165,22 @@ def test_sample_whole_pairs_are_whole_and_follow_their_starts():
     assert all(len(tok(a)["input_ids"]) <= 5 and len(tok(b)["input_ids"]) <= 5 for _, a, b in short)
     with pytest.raises(ValueError, match="starts"):
         sample_whole_pairs(model, tok, 2, starts=[])
+
+
+def test_whole_review_labels_are_the_annotators_choices_pair_by_pair():
+    """The DPO labels of whole reviews: the same pairs as `sample_whole_pairs`, each judged by a fresh
+    `SimulatedAnnotator` one pair at a time (ties dropped); nearly noiseless, chosen has the higher VADER score."""
+    from rlhf_lib.feedback import SimulatedAnnotator
+    from rlhf_lib.lm import load_model
+    from rlhf_lib.whole_reviews import whole_review_labels
+
+    model, tok = load_model()
+    labels = whole_review_labels(model, tok, 12, seed=3)
+    judge, want = SimulatedAnnotator(0.1, seed=0), []
+    for prompt, a, b in sample_whole_pairs(model, tok, 12, seed=3):
+        choice = judge.compare(prompt, a, b)
+        if choice != "tie":
+            want.append(dict(prompt=prompt, chosen=a if choice == "a" else b, rejected=b if choice == "a" else a))
+    assert labels == want and len(labels) >= 10
+    sharp = whole_review_labels(model, tok, 12, seed=3, temperature=1e-6)
+    assert all(s > r for s, r in zip(*(gold_sentiment([p["prompt"] + p[k] for p in sharp]) for k in ("chosen", "rejected"))))
