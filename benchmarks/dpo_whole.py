@@ -1,7 +1,7 @@
 """DPO on whole reviews: from 2,000 labelled pairs of whole reviews, how far DPO moves the gold positive rate and
 what it costs in grammar and KL, from the course prompts and from the start of text.
 
-    python benchmarks/dpo_whole.py          # about 7 minutes; results/dpo_whole.json
+    python benchmarks/dpo_whole.py          # about 9 minutes; results/dpo_whole.json
 
 Labels: 2,000 pairs of whole reviews of the course model, both reviews of a pair from one start (`review_starts`:
 a course prompt, another opening, or nothing), labelled by the simulated annotator (temperature 0.1; ties left
@@ -9,7 +9,8 @@ out; `whole_review_labels`). Each setting trains a fresh copy of the course mode
 of 32 pairs, 10% of the pairs held out, end-of-text appended to every completion: a whole review ends there)
 and is measured with `whole_reviews.evaluate_whole` (300 reviews from the course prompts, 300 from the start
 of text, seed 1234). `nll_coef` adds the chosen completions' negative log-likelihood per token (RPO); the
-last-but-one setting is `whole_review_dpo_config()`.
+last-but-one setting is `whole_review_dpo_config()`. "mass": `where_the_mass_went` on the labels (per-token
+log-ratio of the chosen and of the rejected reviews, the labelled reviews' total probability per start).
 """
 
 import json
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from rlhf_lib.dpo import DPOConfig, train_dpo
+from rlhf_lib.dpo import DPOConfig, train_dpo, where_the_mass_went
 from rlhf_lib.lm import load_model
 from rlhf_lib.whole_reviews import evaluate_whole, whole_review_labels
 
@@ -49,6 +50,9 @@ def main():
         run = train_dpo(policy, reference, tokenizer, labels, cfg, progress=False)
         rows.append(dict(setting=setting, seconds=round(run.seconds, 1), heldout_accuracy=run.heldout[-1]["accuracy"],
                          **figures(evaluate_whole(policy, reference, tokenizer))))
+        mass = where_the_mass_went(policy, reference, tokenizer, labels, n_samples=200, add_eos=True, max_new_tokens=64,
+                                   stop_at="text")
+        rows[-1]["mass"] = {k: round(v, 4) for k, v in mass.items()}
         r = rows[-1]
         print(setting, f"{r['seconds']:.0f} s", *(f"{w}: {r[w]['positive']:.1%} positive, {r[w]['grammatical']:.1%} "
                                                   f"grammatical, KL {r[w]['kl_exact']:.2f}" for w in ("course", "empty")),

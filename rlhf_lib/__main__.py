@@ -420,6 +420,9 @@ def cmd_ppo(args):
     if accelerator:
         accelerator.wait_for_everyone()
     summary = run_ppo(out, args.model, args.reward_model, cfg, args.eval_samples, accelerator, args.resume, args.task)
+    if accelerator:  # the helpers wait while the main process evaluates and saves, then all leave the group together:
+        accelerator.wait_for_everyone()  # a helper that exits with its process group alive can abort at exit
+        accelerator.end_training()
     if summary:
         _write_summary(args.out, summary)
     return summary

@@ -235,7 +235,7 @@ def _pair_step(policy, tokenizer, pairs, idx, ref, cfg, loss_fn=None):
     nll = -logps[: len(idx)].sum() / n_c.sum()  # per chosen token of the batch, as TRL's "sft" loss
     if cfg.nll_coef:
         loss = loss + cfg.nll_coef * nll
-    return loss, r_c, r_r, float(nll)
+    return loss, r_c, r_r, float(nll.detach())
 
 
 @torch.no_grad()
