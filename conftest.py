@@ -1,9 +1,13 @@
 """Test-suite setup: notebooks run in the shrunk setting unless RLHF_FAST is set already.
 
 nbval starts each notebook's kernel from this process, so the variable set here
-reaches the kernels (tests/test_fast_setting.py proves it)."""
+reaches the kernels (tests/test_notebooks.py::test_fast_setting_reaches_the_kernel proves it)."""
 
 import os
 
 os.environ.setdefault("RLHF_FAST", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# nbval reads a cell's messages only after the cell ends, and the kernel's queue holds about two thousand: a long
+# cell's progress bars, refreshed ten times a second, can push out its final message and fail the cell. Refresh
+# them every 2 seconds in the test suite (tests/test_notebooks.py causes the failure and shows this prevents it).
+os.environ.setdefault("TQDM_MININTERVAL", "2")

@@ -1,7 +1,7 @@
 """Our DPO, RLOO and GRPO against TRL 1.16's DPOTrainer, RLOOTrainer and GRPOTrainer, in one run.
 
     python benchmarks/preference_methods.py     # about 12 minutes on 2 idle cores; results/preference_methods.json
-    python benchmarks/preference_methods.py --task whole   # whole reviews (about 25 minutes);
+    python benchmarks/preference_methods.py --task whole   # whole reviews (about 20 minutes);
                                                            # results/preference_methods_whole.json
 
 --task whole: the policy writes whole reviews to end-of-text (at most 64 tokens) from `whole_review_prompts()`
@@ -90,7 +90,7 @@ def ours_dpo(pairs, task: str):
     reference, _ = load_model()
     cfg = DPOConfig(add_eos=True, heldout=0.0) if task == "sentence" else whole_review_dpo_config(heldout=0.0)
     train_dpo(policy, reference, tok, pairs, cfg, progress=False)
-    return policy, []
+    return policy, [], 0.0
 
 
 def trl_dpo(pairs, task: str):
@@ -111,7 +111,7 @@ def trl_dpo(pairs, task: str):
                         save_strategy="no", logging_steps=10, seed=0, **losses)
     trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
     trainer.train()
-    return trainer.model.eval(), []
+    return trainer.model.eval(), [], 0.0
 
 
 def ours_rl(method: str, reward, task: str):
@@ -125,13 +125,31 @@ def ours_rl(method: str, reward, task: str):
         cfg, prompts = whole_review_config(iterations=settings["iterations"], responses_per_prompt=K), whole_review_prompts()
     result = train_rlhf(policy, tok, *reward, reference, cfg, prompts=prompts, progress=False, metrics=review_metrics,
                         iteration_fn=critic_free_iteration(CriticFreeConfig(method)))
-    curve = [dict(seconds=h["seconds"], gold_positive=h["gold_positive"], grammatical=h["grammatical"])
+    curve = [dict(seconds=h["seconds"], gold_positive=h["gold_positive"], grammatical=h["grammatical"], kl=h["kl_k1"])
              for h in result.history]
-    return policy, curve
+    return policy, curve, 0.0
+
+
+@torch.no_grad()
+def rollout_kl(policy, reference, tok, starts: list[str], completion_ids: list[list[int]]) -> float:
+    """Mean over a rollout of log pi(y|x) - log pi_ref(y|x), summed over each completion's tokens (k1 per
+    response, the figure our trainer logs as kl_k1), from the token ids the trainer sampled."""
+    from rlhf_lib.dpo import sequence_logps
+    from rlhf_lib.lm import encode_prompts
+
+    prompt_ids, prompt_mask = encode_prompts(tok, starts)
+    R = max(1, max(map(len, completion_ids)))
+    ids = torch.full((len(completion_ids), R), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros(len(completion_ids), R, dtype=torch.long)
+    for i, c in enumerate(completion_ids):
+        ids[i, : len(c)], mask[i, : len(c)] = torch.tensor(c, dtype=torch.long), 1
+    batch = (prompt_ids, prompt_mask, ids, mask)
+    return float((sequence_logps(policy, batch)[0] - sequence_logps(reference, batch)[0]).mean())
 
 
 def trl_rl(method: str, reward, task: str):
-    """TRL's RLOO or GRPO trainer on our task; returns the model and the per-rollout curve."""
+    """TRL's RLOO or GRPO trainer on our task; returns the model, the per-rollout curve and the seconds spent
+    measuring the rollouts' KL (whole reviews; taken off TRL's clock and its training time)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
@@ -145,7 +163,8 @@ def trl_rl(method: str, reward, task: str):
     bos = tok.decode([tok.bos_token_id])
     starts = [PROMPTS[i % len(PROMPTS)] for i in range(64 * 400)] if task == "sentence" else whole_review_prompts(64 * 400)
     prompts = Dataset.from_dict({"prompt": [bos + p for p in starts]})
-    curve, start = [], [None]
+    curve, start, trainer, measuring = [], [None], None, [0.0]
+    reference = AutoModelForCausalLM.from_pretrained(COURSE_MODEL).eval() if task == "whole" else None
 
     def reward_fn(prompts, completions, completion_ids=None, **kwargs):
         texts = [p[len(bos):] + c for p, c in zip(prompts, completions)]
@@ -155,9 +174,14 @@ def trl_rl(method: str, reward, task: str):
         else:  # the completion's ids end with end-of-text when the review ended
             finished = np.array([bool(ids) and ids[-1] in stops for ids in completion_ids])
         if start[0] is not None:
-            gold = gold_sentiment(texts)
-            curve.append(dict(seconds=time.perf_counter() - start[0], gold_positive=float((gold > POSITIVE_THRESHOLD).mean()),
-                              grammatical=float(np.mean([is_grammatical(t) for t in texts]))))
+            gold, now = gold_sentiment(texts), time.perf_counter()
+            point = dict(seconds=now - start[0], gold_positive=float((gold > POSITIVE_THRESHOLD).mean()),
+                         grammatical=float(np.mean([is_grammatical(t) for t in texts])))
+            if reference is not None:  # whole reviews: the KL of this rollout, its time taken off TRL's clock
+                point["kl"] = rollout_kl(trainer.model, reference, tok, [p[len(bos):] for p in prompts], completion_ids)
+                start[0] += time.perf_counter() - now
+                measuring[0] += time.perf_counter() - now
+            curve.append(point)
         return (score - 1.0 * ~finished).tolist()
 
     class Budget(TrainerCallback):
@@ -179,7 +203,7 @@ def trl_rl(method: str, reward, task: str):
         trainer = RLOOTrainer(model=model, reward_funcs=reward_fn, train_dataset=prompts, processing_class=tok,
                               args=RLOOConfig(**common), callbacks=[Budget()])
     trainer.train()
-    return trainer.model.eval(), curve
+    return trainer.model.eval(), curve, measuring[0]
 
 
 def final_figures(model, reference, tok, reward, task: str) -> dict:
@@ -203,11 +227,14 @@ def main(task: str = "sentence"):
     results = {}
     for name, runner in runs.items():
         wall, cpu = time.perf_counter(), cpu_seconds()
-        model, curve = runner()
-        wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+        model, curve, measuring = runner()
+        wall, cpu = time.perf_counter() - wall - measuring, cpu_seconds() - cpu
         target = time_to_target(curve, settings["target"]) if curve else None
+        at = next((i for i, c in enumerate(curve) if round(c["seconds"], 1) == target), None) if target else None
+        kl_then = float(np.mean([c["kl"] for c in curve[at - 2 : at + 1]])) if at is not None and "kl" in curve[at] else None
         results[name] = dict(training_seconds=round(wall, 1), training_cpu_seconds=round(cpu, 1),
                              **{f"seconds_to_{round(settings['target'] * 100)}pct_positive": target}, rollouts=len(curve),
+                             kl_at_target=kl_then,
                              **final_figures(model, reference, tok, reward, task), curve=curve)
         print(name, json.dumps({k: v for k, v in results[name].items() if k != "curve"}), flush=True)
     import trl

@@ -75,6 +75,32 @@ def test_fast_setting_reaches_the_kernel():
     assert "".join(seen).strip() == "True 10"
 
 
+def test_progress_bars_of_a_long_cell_do_not_drown_its_last_message(tmp_path):
+    """nbval reads a cell's messages only after the cell has finished, and the kernel's message queue holds
+    about two thousand: a cell whose progress bars refresh thousands of times loses its final "idle" and fails
+    ("Timeout of 5 seconds exceeded waiting for output"; it failed notebook 09 once). conftest.py slows the
+    bars' refresh for the test suite; here the same flood of refreshes passes with it and fails without it."""
+    import subprocess
+    import sys
+
+    assert os.environ.get("TQDM_MININTERVAL"), "conftest.py should slow the progress bars' refresh"
+    flood = dict(cell_type="code", execution_count=None, id="flood", metadata={}, outputs=[],
+                 source="import time\nfrom tqdm.auto import tqdm\nfor i in tqdm(range(6000)):\n    time.sleep(0.001)\n")
+    after = dict(cell_type="code", execution_count=None, id="after", metadata={}, outputs=[], source="print(1)\n")
+    path = tmp_path / "flood.ipynb"
+    path.write_text(json.dumps(dict(cells=[flood, after], metadata={}, nbformat=4, nbformat_minor=5)))
+
+    def run(interval):
+        env = {**os.environ, "TQDM_MININTERVAL": interval}
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "-c",
+                               os.devnull, "--rootdir", str(tmp_path), str(path)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    slowed, every = run(os.environ["TQDM_MININTERVAL"]), run("0")
+    assert slowed.returncode == 0, slowed.stdout[-2000:]
+    assert every.returncode != 0 and "waiting for output" in every.stdout, every.stdout[-2000:]
+
+
 def test_every_notebook_from_01_to_08_has_a_build_it_and_three_exercises():
     """The learner writes the core of each training notebook, and the notebook's run uses it."""
     from collections import Counter
