@@ -56,10 +56,13 @@ def main(argv=None):
     parser.add_argument("--method", choices=["ppo", "rloo", "grpo"], default="ppo",
                         help="the iteration: PPO (the library's default) or a critic-free one (responses_per_prompt > 1)")
     parser.add_argument("--save", type=Path, default=None, help="save the trained policy here")
+    parser.add_argument("--start-weights", default="1,1,1",
+                        help="relative weights of the training starts: course prompts, other openings, nothing")
     parser.add_argument("settings", nargs="*", help="RLHFConfig fields, key=value")
     args = parser.parse_args(argv)
     if args.plot_only:
         return plot(load_results())
+    weights = tuple(float(w) for w in args.start_weights.split(","))
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     cfg = whole_review_config(**{k: parse_value(v) for k, v in (s.split("=", 1) for s in args.settings)})
     reward = load_reward_model(args.reward_model)
@@ -73,7 +76,7 @@ def main(argv=None):
         from rlhf_lib.critic_free import CriticFreeConfig, critic_free_iteration
 
         extra["iteration_fn"] = critic_free_iteration(CriticFreeConfig(args.method))
-    result = train_rlhf(policy, tok, *reward, reference, cfg, prompts=whole_review_prompts(seed=cfg.seed),
+    result = train_rlhf(policy, tok, *reward, reference, cfg, prompts=whole_review_prompts(seed=cfg.seed, weights=weights),
                         metrics=review_metrics, **extra)
     if args.save:
         policy.save_pretrained(args.save)
@@ -82,7 +85,7 @@ def main(argv=None):
     history = [{k: round(v, 4) if isinstance(v, float) else v for k, v in h.items()} for h in result.history]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     results["runs"][args.name] = dict(
-        method=args.method, config=vars(cfg), train_seconds=round(result.seconds, 1), after=after, history=history,
+        method=args.method, config=vars(cfg), start_weights=weights, train_seconds=round(result.seconds, 1), after=after, history=history,
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}", date=str(date.today()),
         commit=commit, load_average=[round(x, 2) for x in os.getloadavg()])
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")

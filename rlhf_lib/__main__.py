@@ -61,6 +61,10 @@ def _optional_float(text: str):
     return None if text.lower() in ("none", "off", "") else _float(text)
 
 
+def _optional_str(text: str):
+    return None if text.lower() in ("none", "off", "") else text
+
+
 def _float(text: str) -> float:
     try:
         value = float(text)
@@ -91,8 +95,9 @@ def add_config_options(parser, config_cls, skip=(), whole: dict | None = None):
         if f.name in skip:
             continue
         default = f.default
-        kind = (_optional_float if default is None or "None" in str(f.type) else _bool if isinstance(default, bool)
-                else _float if isinstance(default, float) else type(default))
+        optional = default is None or "None" in str(f.type)
+        kind = (_optional_str if optional and "str" in str(f.type) else _optional_float if optional
+                else _bool if isinstance(default, bool) else _float if isinstance(default, float) else type(default))
         if f.name in whole:
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=TASK_DEFAULT, dest=f.name,
                                 help=f"(default: {whole[f.name]} for --task whole, {default} for --task sentence)")

@@ -74,7 +74,9 @@ class RLHFConfig:
     minibatches: int = 4
     """minibatches per pass"""
     lr: float = 1e-4
-    """Adam learning rate (policy and value head), annealed linearly to 0"""
+    """Adam learning rate (policy and value head)"""
+    lr_schedule: str = "linear"
+    """"linear": annealed linearly to 0 over the iterations; "constant": held at `lr`"""
     adam_eps: float = 1e-5
     """Adam's epsilon; PyTorch's 1e-8 makes the first updates much larger"""
     kl_coef: float = 0.2
@@ -109,6 +111,12 @@ class RLHFConfig:
     """tokens in one ptx block"""
     ptx_reviews: int = 2_000
     """reviews generated (seeded by `seed`) for the ptx corpus"""
+    reward_transform: str | None = None
+    """None: the score as it is; "logsigmoid": log sigmoid(score - reward_centre), the log-probability that the
+    annotator prefers the response to one scoring `reward_centre` (Wang et al. 2024): a bad response gains
+    nearly its full score, a good one little more (the unfinished penalty is subtracted after it)"""
+    reward_centre: float = 0.0
+    """the reference score of the "logsigmoid" transform"""
     kl_loss_coef: float = 0.0
     """weight of the exact KL to the reference, summed over the vocabulary at every response token of the
     minibatch (`token_kl`), added to the loss: it pulls back every token whose probability moved, sampled or
@@ -134,6 +142,10 @@ class RLHFConfig:
         check_probability("lam", self.lam)
         if self.target_kl is not None:
             check_positive("target_kl", self.target_kl)
+        if self.lr_schedule not in ("linear", "constant"):
+            raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
+        if self.reward_transform not in (None, "logsigmoid"):
+            raise ValueError(f"reward_transform must be None or 'logsigmoid', got {self.reward_transform!r}")
         if self.stop_at not in ("text", "sentence"):
             raise ValueError(f"stop_at must be 'text' or 'sentence', got {self.stop_at!r}")
         if self.minibatches > self.batch_size:
@@ -337,6 +349,16 @@ def ptx_loss(lm, blocks: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), blocks[:, 1:].reshape(-1))
 
 
+def logsigmoid_scores(score_fn: Callable, centre: float) -> Callable:
+    """score_fn's scores through log sigmoid(score - centre) (`RLHFConfig.reward_transform`)."""
+
+    def transformed(texts, batch=None):
+        score = torch.as_tensor(score_fn(texts, batch), dtype=torch.float32)
+        return nn.functional.logsigmoid(score - centre)
+
+    return transformed
+
+
 def make_setup(policy_lm, tokenizer, reference, score_fn: Callable, cfg: RLHFConfig, accelerator=None) -> RLHFSetup:
     """Value head, optimizer and random streams for training `policy_lm` in place (seeded by cfg.seed)."""
     rank = accelerator.process_index if accelerator else 0
@@ -356,6 +378,8 @@ def make_setup(policy_lm, tokenizer, reference, score_fn: Callable, cfg: RLHFCon
     if accelerator:
         opt = accelerator.prepare(opt)
     ptx_blocks = ptx_corpus(tokenizer, cfg) if cfg.ptx_coef > 0 else None
+    if cfg.reward_transform == "logsigmoid":
+        score_fn = logsigmoid_scores(score_fn, cfg.reward_centre)
     return RLHFSetup(model, wrapped, reference, tokenizer, score_fn, opt, sampler, shuffler, cfg, device, accelerator,
                      ptx_blocks)
 
@@ -555,8 +579,8 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
     bar = tqdm(range(start_iteration, cfg.iterations), desc="PPO-RLHF", disable=not progress or rank != 0,
                initial=start_iteration, total=cfg.iterations)
     for iteration in bar:
-        for group in setup.opt.param_groups:  # anneal the learning rate to 0
-            group["lr"] = cfg.lr * (1.0 - iteration / cfg.iterations)
+        for group in setup.opt.param_groups:  # anneal the learning rate to 0, or hold it
+            group["lr"] = cfg.lr * (1.0 - iteration / cfg.iterations if cfg.lr_schedule == "linear" else 1.0)
         it = iteration_fn(setup, _prompts_for(iteration, n_prompts, rank, world, prompts), beta)
         figures = iteration_figures(it)
         if metrics is not None:

@@ -445,10 +445,11 @@ def whole_review_config(**changes):
     return RLHFConfig(**{**WHOLE_REVIEW_PPO, **changes})
 
 
-def whole_review_prompts(n: int = 4096, seed: int = 0) -> list[str]:
+def whole_review_prompts(n: int = 4096, seed: int = 0, weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+                         ) -> list[str]:
     """The PPO prompts of the whole-review task: n starts (`review_starts`: a course prompt, another opening
-    of the language, or nothing, a third each), taken in turn by `train_rlhf`."""
-    return review_starts(n, seed)
+    of the language, or nothing, a third each unless `weights` says otherwise), taken in turn by `train_rlhf`."""
+    return review_starts(n, seed, weights)
 
 
 def evaluate_whole(policy, reference, tokenizer, reward_model=None, reward_tokenizer=None, n: int = 300,

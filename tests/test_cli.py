@@ -167,6 +167,8 @@ import pytest  # noqa: E402
     (("pipeline", "--n-pairs", "40"), "--n-pairs does not apply to --task whole"),
     (("pipeline", "--task", "sentence", "--n-groups", "40"), "--n-groups does not apply to --task sentence"),
     (("ppo", "--ptx-coef", "-1"), "ptx_coef"),
+    (("ppo", "--reward-transform", "tanh"), "reward_transform must be None or 'logsigmoid'"),
+    (("ppo", "--lr-schedule", "cosine"), "lr_schedule must be 'linear' or 'constant'"),
     (("sft", "--warmup", "0"), "warmup must be an integer >= 1"),
 ])
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys, args, message):
@@ -190,6 +192,20 @@ def test_library_settings_reject_nan_and_nonsense():
     for warmup in (0, -3, math.nan):
         with pytest.raises(ValueError, match="warmup"):
             RewardConfig(warmup=warmup)
+
+
+def test_text_options_of_a_config_parse_as_text():
+    import argparse
+
+    from rlhf_lib.__main__ import add_config_options
+    from rlhf_lib.rlhf import RLHFConfig
+
+    parser = argparse.ArgumentParser()
+    add_config_options(parser, RLHFConfig)
+    args = parser.parse_args(["--reward-transform", "logsigmoid", "--lr-schedule", "constant", "--target-kl", "none"])
+    assert (args.reward_transform, args.lr_schedule, args.target_kl) == ("logsigmoid", "constant", None)
+    assert parser.parse_args(["--reward-transform", "none"]).reward_transform is None
+    assert parser.parse_args([]).reward_transform is None and parser.parse_args([]).lr_schedule == "linear"
 
 
 def test_outputs_are_never_replaced_silently(tmp_path, capsys):

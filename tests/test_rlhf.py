@@ -327,3 +327,49 @@ def test_rlhf_learns_a_probe_reward():
     result = train_rlhf(policy, tok, None, None, load_model()[0], cfg, progress=False, score_fn=says_not)
     after = rate(policy, tok)
     assert before < 0.35 and after > before + 0.35, (before, after, result.series("score"))
+
+
+def test_learning_rate_each_iteration_follows_its_schedule(reward):
+    """The optimizer's rate as each iteration starts: linear, lr x (1 - i / iterations); constant, lr."""
+    for schedule, want in (("linear", [1e-4 * (1 - i / 4) for i in range(4)]), ("constant", [1e-4] * 4)):
+        seen = []
+
+        def recording(setup, prompts, beta):
+            seen.append(setup.opt.param_groups[0]["lr"])
+            return ppo_iteration(setup, prompts, beta)
+
+        policy, tok = load_model()
+        cfg = RLHFConfig(iterations=4, lr=1e-4, lr_schedule=schedule, **{**SMALL, "batch_size": 4, "minibatches": 1,
+                                                                          "epochs": 1, "max_new_tokens": 6})
+        train_rlhf(policy, tok, *reward, load_model()[0], cfg, progress=False, iteration_fn=recording)
+        assert seen == pytest.approx(want, rel=1e-12, abs=0), schedule
+    with pytest.raises(ValueError, match="lr_schedule"):
+        RLHFConfig(lr_schedule="cosine")
+
+
+def test_logsigmoid_transform_is_the_log_probability_of_beating_the_centre():
+    """The setup's scores under reward_transform="logsigmoid": -log(1 + exp(-(s - c))) of the raw score,
+    by math on each number, and the penalty for no ending still subtracted after it."""
+    raw = [-6.0, -0.5, 0.0, 0.7, 9.0]
+
+    def fixed(texts, batch=None):
+        return torch.tensor(raw[: len(texts)])
+
+    policy, tok = load_model()
+    cfg = RLHFConfig(reward_transform="logsigmoid", reward_centre=0.7, batch_size=5, minibatches=1)
+    setup = make_setup(policy, tok, load_model()[0], fixed, cfg)
+    got = setup.score_fn(["a"] * 5).tolist()
+    assert got == pytest.approx([-math.log1p(math.exp(-(s - 0.7))) for s in raw], abs=1e-6)
+    batch = rollout(policy, tok, ["The plot was"] * 5, replace_cfg(cfg, max_new_tokens=2), setup.sampler)
+    unfinished = (~batch.finished).float()
+    assert unfinished.sum() > 0  # two tokens rarely end a sentence
+    torch.testing.assert_close(score_responses(setup.score_fn, batch, 1.0), torch.tensor(got) - unfinished)
+    assert make_setup(policy, tok, load_model()[0], fixed, RLHFConfig()).score_fn is fixed  # off by default
+    with pytest.raises(ValueError, match="reward_transform"):
+        RLHFConfig(reward_transform="tanh")
+
+
+def replace_cfg(cfg, **changes):
+    from dataclasses import replace
+
+    return replace(cfg, **changes)

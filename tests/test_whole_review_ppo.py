@@ -24,6 +24,9 @@ def test_whole_review_prompts_mix_the_three_kinds_of_start():
     other = len(prompts) - course - empty
     assert all(800 < n < 1200 for n in (course, empty, other)), (course, empty, other)
     assert prompts == whole_review_prompts(3000, seed=4) and prompts != whole_review_prompts(3000, seed=5)
+    heavy = whole_review_prompts(3000, seed=4, weights=(1, 1, 2))  # half of them from nothing
+    assert 1350 < heavy.count("") < 1650 and 600 < sum(p in PROMPTS for p in heavy) < 900, heavy.count("")
+    assert whole_review_prompts(50, weights=(0, 0, 1)) == [""] * 50
 
 
 def test_evaluate_whole_samples_from_the_course_prompts_and_from_nothing():
