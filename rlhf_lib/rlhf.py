@@ -85,6 +85,8 @@ class RLHFConfig:
     """KL budget per response (nats): beta is adapted toward it (Ziegler et al.); None keeps beta fixed"""
     kl_horizon: int = 2_000
     """responses over which the adaptive controller moves beta by up to 20%"""
+    hold_beta: bool = False
+    """the adaptive controller does not lower beta until the KL has first reached target_kl"""
     forced_min_tokens: int = 0
     """only to see the mistake notebook 08 shows: ban the stop tokens for this many steps, log-probs unchanged"""
     unfinished_penalty: float | None = 1.0
@@ -492,13 +494,18 @@ def iteration_figures(it: Iteration) -> dict:
 
 
 class AdaptiveKLController:
-    """Ziegler et al.: beta <- beta * (1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon)."""
+    """Ziegler et al.: beta <- beta * (1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon). With hold=True
+    beta is not lowered until the KL has first reached the target (no winding down during the first climb)."""
 
-    def __init__(self, beta: float, target: float, horizon: int):
-        self.beta, self.target, self.horizon = beta, target, horizon
+    def __init__(self, beta: float, target: float, horizon: int, hold: bool = False):
+        self.beta, self.target, self.horizon, self.hold = beta, target, horizon, hold
+        self.reached = False
 
     def update(self, kl: float, n: int) -> float:
+        self.reached = self.reached or kl >= self.target
         error = float(np.clip(kl / self.target - 1.0, -0.2, 0.2))
+        if self.hold and not self.reached:
+            error = max(error, 0.0)
         self.beta *= 1.0 + error * n / self.horizon
         return self.beta
 
@@ -565,7 +572,7 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
     n_prompts = cfg.batch_size // world // cfg.responses_per_prompt  # this process's prompts per iteration
     score_fn = _score_function(reward_model, reward_tokenizer, score_fn, _device(policy_lm, accelerator))
     setup = make_setup(policy_lm, tokenizer, reference, score_fn, cfg, accelerator)
-    kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.target_kl else None
+    kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, cfg.hold_beta) if cfg.target_kl else None
     beta, result, start_iteration = cfg.kl_coef, RLHFResult(), 0
     if resume:
         state = load_checkpoint(checkpoint_dir, setup.model, setup.opt, rank, config=cfg, world=world)
@@ -575,6 +582,7 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
         result.history, result.samples = state["history"], state["samples"]
         if kl_ctl:
             kl_ctl.beta = beta
+            kl_ctl.reached = any(h["kl_k1"] >= cfg.target_kl for h in result.history)
     begin = time.perf_counter() - (result.history[-1]["seconds"] if result.history else 0.0)
     bar = tqdm(range(start_iteration, cfg.iterations), desc="PPO-RLHF", disable=not progress or rank != 0,
                initial=start_iteration, total=cfg.iterations)

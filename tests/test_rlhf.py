@@ -53,6 +53,19 @@ def test_adaptive_kl_controller_follows_ziegler():
     assert all(b1 > b0 for b0, b1 in zip(betas, betas[1:]))
 
 
+def test_held_controller_lowers_beta_only_after_the_kl_first_reaches_the_target():
+    """hold=True: under target before the KL ever reached it, beta stays; over target it grows as usual;
+    once reached, an under-target KL lowers it by Ziegler's rule. Each step by hand."""
+    ctl = AdaptiveKLController(0.3, target=2.0, horizon=128, hold=True)
+    assert ctl.update(0.5, 64) == 0.3  # error -0.2, held
+    assert ctl.update(1.9, 64) == 0.3  # error -0.05, held
+    assert ctl.update(2.2, 64) == pytest.approx(0.3 * (1 + 0.1 * 64 / 128))  # reached: +0.1
+    beta = ctl.beta
+    assert ctl.update(1.0, 64) == pytest.approx(beta * (1 - 0.2 * 64 / 128))  # now lowered
+    free = AdaptiveKLController(0.3, target=2.0, horizon=128)
+    assert free.update(0.5, 64) == pytest.approx(0.3 * (1 - 0.2 * 64 / 128))  # without hold: lowered at once
+
+
 def test_ratio_is_exactly_one_before_the_first_update(reward):
     policy, tok = load_model()
     model = PolicyWithValue(policy).eval()
