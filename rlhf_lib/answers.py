@@ -159,8 +159,8 @@ ANSWERS: dict[str, tuple[str, str]] = {
         objective, pi* proportional to pi_ref * exp(r / beta), has a KL set by beta alone). The adaptive
         controller instead raises beta (by up to 20% per horizon of 256 responses, so up to 5% after a
         batch of 64) when the KL is over budget and lowers it when there is budget left, so its KL curve
-        bends toward the target. With a fixed beta
-        the KL curve just follows the optimisation and can end above or below the budget. The clip
+        bends toward the target. With a fixed beta the KL curve just follows the optimisation and can end
+        above or below the budget. The clip
         fraction and approx_kl of each update change little: they measure the step size of PPO, which
         beta does not set.
 
