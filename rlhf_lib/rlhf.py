@@ -509,6 +509,10 @@ class AdaptiveKLController:
         self.beta *= 1.0 + error * n / self.horizon
         return self.beta
 
+    def restore(self, beta: float, kls: list[float]):
+        """The state after the iterations whose batch KLs were `kls`, ending at `beta` (a resumed run)."""
+        self.beta, self.reached = beta, any(kl >= self.target for kl in kls)
+
 
 # ---- training
 
@@ -581,8 +585,7 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
         beta, start_iteration = state["beta"], state["iteration"]
         result.history, result.samples = state["history"], state["samples"]
         if kl_ctl:
-            kl_ctl.beta = beta
-            kl_ctl.reached = any(h["kl_k1"] >= cfg.target_kl for h in result.history)
+            kl_ctl.restore(beta, [h["kl_k1"] for h in result.history])
     begin = time.perf_counter() - (result.history[-1]["seconds"] if result.history else 0.0)
     bar = tqdm(range(start_iteration, cfg.iterations), desc="PPO-RLHF", disable=not progress or rank != 0,
                initial=start_iteration, total=cfg.iterations)

@@ -64,6 +64,16 @@ def test_held_controller_lowers_beta_only_after_the_kl_first_reaches_the_target(
     assert ctl.update(1.0, 64) == pytest.approx(beta * (1 - 0.2 * 64 / 128))  # now lowered
     free = AdaptiveKLController(0.3, target=2.0, horizon=128)
     assert free.update(0.5, 64) == pytest.approx(0.3 * (1 - 0.2 * 64 / 128))  # without hold: lowered at once
+    # a resumed run's controller remembers whether the KL ever reached the target, and behaves as the unbroken one
+    kls = [0.5, 2.2, 1.0, 0.8]
+    straight = AdaptiveKLController(0.3, target=2.0, horizon=128, hold=True)
+    betas = [straight.update(kl, 64) for kl in kls]
+    resumed = AdaptiveKLController(0.3, target=2.0, horizon=128, hold=True)
+    resumed.restore(betas[1], kls[:2])
+    assert [resumed.update(kl, 64) for kl in kls[2:]] == pytest.approx(betas[2:]) and betas[3] < betas[2]
+    early = AdaptiveKLController(0.3, target=2.0, horizon=128, hold=True)
+    early.restore(0.3, [0.5, 1.0])
+    assert early.update(0.8, 64) == 0.3  # not yet reached: still held
 
 
 def test_ratio_is_exactly_one_before_the_first_update(reward):
