@@ -113,6 +113,9 @@ def critic_free_iteration(ccfg: CriticFreeConfig | None = None, advantage_fn=Non
         if k < 2:
             raise ValueError(f"{ccfg.method.upper()} compares the responses to one prompt: set "
                              f"RLHFConfig.responses_per_prompt to 2 or more (got {k})")
+        if cfg.sentence_rewards:
+            raise ValueError(f"{ccfg.method.upper()} credits a whole response with one advantage: "
+                             "RLHFConfig.sentence_rewards is for PPO's per-token credit; set it to False")
         batch = rollout(setup.model.lm, setup.tokenizer, prompts, cfg, setup.sampler)
         score = score_responses(setup.score_fn, batch, cfg.unfinished_penalty)  # (B,)
         logp_ref = reference_logprobs(setup.reference, batch, cfg.temperature)  # (B, R)

@@ -75,6 +75,8 @@ class RLHFConfig:
     """minibatches per pass"""
     lr: float = 1e-4
     """Adam learning rate (policy and value head)"""
+    value_lr_scale: float = 1.0
+    """the value head's learning rate as a multiple of `lr` (a fresh head learns slowly at the policy's rate)"""
     lr_schedule: str = "linear"
     """"linear": annealed linearly to 0 over the iterations; "constant": held at `lr`"""
     adam_eps: float = 1e-5
@@ -87,6 +89,9 @@ class RLHFConfig:
     """responses over which the adaptive controller moves beta by up to 20%"""
     hold_beta: bool = False
     """the adaptive controller does not lower beta until the KL has first reached target_kl"""
+    kl_warmup: int = 0
+    """iterations over which the adaptive controller's target rises in a straight line from 0 to target_kl
+    (0: the whole budget from the start)"""
     forced_min_tokens: int = 0
     """only to see the mistake notebook 08 shows: ban the stop tokens for this many steps, log-probs unchanged"""
     unfinished_penalty: float | None = 1.0
@@ -119,6 +124,11 @@ class RLHFConfig:
     nearly its full score, a good one little more (the unfinished penalty is subtracted after it)"""
     reward_centre: float = 0.0
     """the reference score of the "logsigmoid" transform"""
+    sentence_rewards: bool = False
+    """score every sentence as it ends, not only the whole response: the reward model's (transformed) score of
+    the text so far, paid as the change since the previous sentence end, the last change at the last token
+    (potential-based shaping, Ng et al. 1999; per-sentence rewards as in Wu et al. 2023). The rewards still sum
+    to the score, so the best policy is the same; a sentence's tokens are credited with what that sentence did"""
     kl_loss_coef: float = 0.0
     """weight of the exact KL to the reference, summed over the vocabulary at every response token of the
     minibatch (`token_kl`), added to the loss: it pulls back every token whose probability moved, sampled or
@@ -137,7 +147,8 @@ class RLHFConfig:
         for name in ("iterations", "batch_size", "responses_per_prompt", "max_new_tokens", "epochs", "minibatches",
                      "kl_horizon"):
             check_count(name, getattr(self, name))
-        for name in ("temperature", "lr", "adam_eps", "clip_eps", "vf_coef", "max_grad_norm"):
+        check_count("kl_warmup", self.kl_warmup, minimum=0)
+        for name in ("temperature", "lr", "value_lr_scale", "adam_eps", "clip_eps", "vf_coef", "max_grad_norm"):
             check_positive(name, getattr(self, name))
         check_positive("kl_coef (beta)", self.kl_coef, allow_zero=True)
         check_probability("gamma", self.gamma)
@@ -281,6 +292,43 @@ def kl_shaped_rewards(score: torch.Tensor, logp: torch.Tensor, logp_ref: torch.T
     return rewards
 
 
+def sentence_ends(tokenizer, batch: Rollout) -> list[list[int]]:
+    """Per response, the positions of the tokens that end a sentence (text ending in ".", "!" or "?"), the
+    response's last real token left out (its score is the whole text's)."""
+    ends, cache, mask = [], {}, batch.response_mask
+    for b in range(len(mask)):
+        n = int(mask[b].sum())
+        row = []
+        for t in range(n - 1):
+            tok = int(batch.response_ids[b, t])
+            if tok not in cache:
+                cache[tok] = tokenizer.decode([tok]).rstrip().endswith((".", "!", "?"))
+            if cache[tok]:
+                row.append(t)
+        ends.append(row)
+    return ends
+
+
+def sentence_shaping(score_fn: Callable, tokenizer, batch: Rollout) -> torch.Tensor:
+    """(B, R) shaping rewards for `RLHFConfig.sentence_rewards`: at each sentence end t_j (`sentence_ends`) the
+    change of the potential, phi_j - phi_(j-1), phi_j = score_fn(prompt + response up to t_j), phi_0 = 0;
+    minus the last phi_j at the last real token, so each row sums to 0 and, added to the rewards that pay the
+    score at the last token, the rewards still sum to the score."""
+    ends = sentence_ends(tokenizer, batch)
+    texts = [batch.prompts[b] + tokenizer.decode(batch.response_ids[b, : t + 1], skip_special_tokens=True)
+             for b, row in enumerate(ends) for t in row]
+    phi = torch.as_tensor(score_fn(texts, None), dtype=torch.float32).cpu() if texts else torch.zeros(0)
+    shaping, k = torch.zeros(batch.response_mask.shape), 0
+    last = (torch.arange(shaping.shape[1]) * batch.response_mask).argmax(-1)
+    for b, row in enumerate(ends):
+        before = 0.0
+        for t in row:
+            shaping[b, t] += phi[k] - before
+            before, k = phi[k], k + 1
+        shaping[b, last[b]] -= before
+    return shaping
+
+
 def token_rewards(score, logp, logp_ref, mask, beta) -> tuple[torch.Tensor, torch.Tensor]:
     """The earlier name: (kl_shaped_rewards(...), the per-token k1 (B, R))."""
     return kl_shaped_rewards(score, logp, logp_ref, mask, beta), (logp - logp_ref) * mask
@@ -370,7 +418,12 @@ def make_setup(policy_lm, tokenizer, reference, score_fn: Callable, cfg: RLHFCon
         no_dropout(m)
     for p in reference.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    head = list(model.value_head.parameters())
+    trunk = [p for p in model.parameters() if all(p is not q for q in head)]
+    opt = torch.optim.Adam([dict(params=trunk, scale=1.0), dict(params=head, scale=cfg.value_lr_scale)],
+                           lr=cfg.lr, eps=cfg.adam_eps)
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr * group["scale"]
     sampler = torch.Generator().manual_seed(cfg.seed * 1000 + rank)  # different responses on every process
     shuffler = torch.Generator().manual_seed(cfg.seed)
     device = _device(policy_lm, accelerator)
@@ -477,6 +530,8 @@ def ppo_iteration(setup: RLHFSetup, prompts: list[str], beta: float) -> Iteratio
     logp_ref = reference_logprobs(setup.reference, batch, cfg.temperature)
     values = value_estimates(setup.model, batch, cfg.temperature)
     rewards = kl_shaped_rewards(score, batch.logp, logp_ref, batch.mask, beta)
+    if cfg.sentence_rewards:
+        rewards = rewards + sentence_shaping(setup.score_fn, setup.tokenizer, batch)
     advantages, returns = advantages_and_returns(rewards, values, batch.mask, cfg.gamma, cfg.lam)
     stats = ppo_update(setup, batch, advantages, returns, values)
     return Iteration(batch, score, logp_ref, values, rewards, advantages, returns, stats)
@@ -495,15 +550,22 @@ def iteration_figures(it: Iteration) -> dict:
 
 class AdaptiveKLController:
     """Ziegler et al.: beta <- beta * (1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon). With hold=True
-    beta is not lowered until the KL has first reached the target (no winding down during the first climb)."""
+    beta is not lowered until the KL has first reached the target (no winding down during the first climb).
+    With warmup=w the target rises in a straight line over the first w updates (target x i / w at update i), so
+    beta follows a KL that climbs at a set pace instead of winding down while the policy is slower."""
 
-    def __init__(self, beta: float, target: float, horizon: int, hold: bool = False):
-        self.beta, self.target, self.horizon, self.hold = beta, target, horizon, hold
-        self.reached = False
+    def __init__(self, beta: float, target: float, horizon: int, hold: bool = False, warmup: int = 0):
+        self.beta, self.target, self.horizon, self.hold, self.warmup = beta, target, horizon, hold, warmup
+        self.reached, self.updates = False, 0
+
+    def target_at(self, update: int) -> float:
+        """The target of the update-th update (1 for the first)."""
+        return self.target * min(1.0, update / self.warmup) if self.warmup else self.target
 
     def update(self, kl: float, n: int) -> float:
+        self.updates += 1
         self.reached = self.reached or kl >= self.target
-        error = float(np.clip(kl / self.target - 1.0, -0.2, 0.2))
+        error = float(np.clip(kl / self.target_at(self.updates) - 1.0, -0.2, 0.2))
         if self.hold and not self.reached:
             error = max(error, 0.0)
         self.beta *= 1.0 + error * n / self.horizon
@@ -511,7 +573,7 @@ class AdaptiveKLController:
 
     def restore(self, beta: float, kls: list[float]):
         """The state after the iterations whose batch KLs were `kls`, ending at `beta` (a resumed run)."""
-        self.beta, self.reached = beta, any(kl >= self.target for kl in kls)
+        self.beta, self.reached, self.updates = beta, any(kl >= self.target for kl in kls), len(kls)
 
 
 # ---- training
@@ -576,7 +638,8 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
     n_prompts = cfg.batch_size // world // cfg.responses_per_prompt  # this process's prompts per iteration
     score_fn = _score_function(reward_model, reward_tokenizer, score_fn, _device(policy_lm, accelerator))
     setup = make_setup(policy_lm, tokenizer, reference, score_fn, cfg, accelerator)
-    kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, cfg.hold_beta) if cfg.target_kl else None
+    kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, cfg.hold_beta, cfg.kl_warmup)
+              if cfg.target_kl else None)
     beta, result, start_iteration = cfg.kl_coef, RLHFResult(), 0
     if resume:
         state = load_checkpoint(checkpoint_dir, setup.model, setup.opt, rank, config=cfg, world=world)
@@ -591,7 +654,8 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
                initial=start_iteration, total=cfg.iterations)
     for iteration in bar:
         for group in setup.opt.param_groups:  # anneal the learning rate to 0, or hold it
-            group["lr"] = cfg.lr * (1.0 - iteration / cfg.iterations if cfg.lr_schedule == "linear" else 1.0)
+            group["lr"] = cfg.lr * group["scale"] * (1.0 - iteration / cfg.iterations if cfg.lr_schedule == "linear"
+                                                     else 1.0)
         it = iteration_fn(setup, _prompts_for(iteration, n_prompts, rank, world, prompts), beta)
         figures = iteration_figures(it)
         if metrics is not None:

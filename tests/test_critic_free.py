@@ -102,6 +102,10 @@ def test_settings_are_checked_before_any_work():
     setup = make_setup(policy, tok, load_model()[0], length_score, RLHFConfig(batch_size=4, minibatches=1))
     with pytest.raises(ValueError, match="responses_per_prompt"):
         critic_free_iteration(CriticFreeConfig("rloo"))(setup, PROMPTS[:4], 0.1)
+    setup = make_setup(policy, tok, load_model()[0], length_score,
+                       RLHFConfig(batch_size=4, minibatches=1, responses_per_prompt=2, sentence_rewards=True))
+    with pytest.raises(ValueError, match="sentence_rewards"):
+        critic_free_iteration(CriticFreeConfig("grpo"))(setup, PROMPTS[:2], 0.1)
 
 
 @pytest.mark.parametrize("method", ["rloo", "grpo"])

@@ -13,7 +13,8 @@ from rlhf_lib.reward_model import make_reward_model
 from rlhf_lib.reviews import PROMPTS
 from rlhf_lib.rlhf import AdaptiveKLController, PolicyWithValue, RLHFConfig, advantages_and_returns, \
     compare_ppo_iteration, iteration_figures, kl_shaped_rewards, last_token_dones, make_setup, ppo_iteration, \
-    ppo_update, reference_logprobs, rollout, score_responses, token_rewards, train_rlhf, value_estimates
+    ppo_update, reference_logprobs, rollout, score_responses, sentence_shaping, token_rewards, train_rlhf, \
+    value_estimates
 
 SMALL = dict(batch_size=16, max_new_tokens=24, minibatches=2, epochs=2)
 
@@ -74,6 +75,30 @@ def test_held_controller_lowers_beta_only_after_the_kl_first_reaches_the_target(
     early = AdaptiveKLController(0.3, target=2.0, horizon=128, hold=True)
     early.restore(0.3, [0.5, 1.0])
     assert early.update(0.8, 64) == 0.3  # not yet reached: still held
+
+
+def test_warmed_up_controller_aims_at_a_target_rising_in_a_straight_line():
+    """warmup=4: the targets of updates 1..6 are 2 x (1/4, 2/4, 3/4, 1, 1, 1); each step is Ziegler's rule
+    against that update's target, by hand; a KL on the rising line leaves beta where it was, where the plain
+    controller lowers it; a resumed controller carries on the line."""
+    ctl = AdaptiveKLController(0.3, target=2.0, horizon=128, warmup=4)
+    assert [ctl.target_at(i) for i in range(1, 7)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+    assert ctl.update(0.5, 64) == pytest.approx(0.3)  # on the line: error 0
+    assert ctl.update(1.1, 64) == pytest.approx(0.3 * (1 + 0.1 * 64 / 128))  # 1.1 / 1.0 - 1 = +0.1
+    beta = ctl.beta
+    assert ctl.update(0.3, 64) == pytest.approx(beta * (1 - 0.2 * 64 / 128))  # far under 1.5: clipped at -0.2
+    beta = ctl.beta
+    assert ctl.update(1.9, 64) == pytest.approx(beta * (1 - 0.05 * 64 / 128))  # the whole budget from now on
+    plain = AdaptiveKLController(0.3, target=2.0, horizon=128)
+    assert plain.update(0.5, 64) == pytest.approx(0.3 * (1 - 0.2 * 64 / 128))
+    kls = [0.5, 1.1, 0.3, 1.9, 2.4]
+    straight = AdaptiveKLController(0.3, target=2.0, horizon=128, warmup=4)
+    betas = [straight.update(kl, 64) for kl in kls]
+    resumed = AdaptiveKLController(0.3, target=2.0, horizon=128, warmup=4)
+    resumed.restore(betas[1], kls[:2])
+    assert [resumed.update(kl, 64) for kl in kls[2:]] == pytest.approx(betas[2:])
+    with pytest.raises(ValueError, match="kl_warmup"):
+        RLHFConfig(kl_warmup=-1)
 
 
 def test_ratio_is_exactly_one_before_the_first_update(reward):
@@ -231,6 +256,34 @@ def test_kl_shaped_rewards_against_a_plain_loop():
             assert float(rewards[i, t]) == pytest.approx(expected, abs=1e-6)
 
 
+def test_sentence_rewards_pay_each_sentence_its_change_of_score_by_the_text():
+    """sentence_shaping on whole reviews, against the decoded text: the sentences are cut where the response's
+    text has ".", "!" or "?", each prefix is scored (here: its length in characters), and the nonzero rewards of a
+    row, in order, are phi_1, phi_2 - phi_1, ..., and -phi_k at the last token; every row sums to 0."""
+    import re
+
+    policy, tok = load_model()
+    cfg = RLHFConfig(batch_size=6, max_new_tokens=64, stop_at="text")
+    batch = rollout(policy, tok, ["", "The plot was", "", "I", "", "Overall,"], cfg, torch.Generator().manual_seed(3))
+    shaping = sentence_shaping(lambda texts, b: torch.tensor([float(len(t)) for t in texts]), tok, batch)
+    assert shaping.sum(-1).abs().max() < 1e-4 and (shaping * (1 - batch.mask)).abs().max() == 0
+    assert sum(len(re.findall(r"[.!?]", r)) for r in batch.responses) > len(batch.responses), "want several sentences"
+    for b in range(6):
+        ends = [m.end() for m in re.finditer(r"[.!?]", batch.responses[b])]
+        phi = [float(len(batch.prompts[b] + batch.responses[b][:e])) for e in ends]
+        want = [phi[0]] + [y - x for x, y in zip(phi, phi[1:])] + [-phi[-1]]
+        got = shaping[b][shaping[b] != 0].tolist()
+        assert got == pytest.approx(want), batch.texts[b]
+    # in an iteration the option adds the shaping to the rewards and nothing else changes (two fresh setups)
+    length = lambda texts, b: torch.tensor([len(t) / 100 for t in texts])
+    its = [ppo_iteration(make_setup(load_model()[0], tok, load_model()[0], length,
+                                    replace_cfg(cfg, sentence_rewards=on, epochs=1, minibatches=1)),
+                         ["", "I"] * 3, beta=0.1) for on in (False, True)]
+    assert its[1].batch.texts == its[0].batch.texts
+    torch.testing.assert_close(its[1].rewards, its[0].rewards + sentence_shaping(length, tok, its[0].batch))
+    assert (its[1].rewards != its[0].rewards).any()
+
+
 def test_advantages_are_gae_per_response_then_whitened_over_real_tokens():
     g = torch.Generator().manual_seed(0)
     lengths, gamma, lam = [4, 2, 6], 0.9, 0.8
@@ -353,19 +406,24 @@ def test_rlhf_learns_a_probe_reward():
 
 
 def test_learning_rate_each_iteration_follows_its_schedule(reward):
-    """The optimizer's rate as each iteration starts: linear, lr x (1 - i / iterations); constant, lr."""
+    """The optimizer's rate as each iteration starts: linear, lr x (1 - i / iterations); constant, lr; the value
+    head's, value_lr_scale times that."""
     for schedule, want in (("linear", [1e-4 * (1 - i / 4) for i in range(4)]), ("constant", [1e-4] * 4)):
         seen = []
 
         def recording(setup, prompts, beta):
-            seen.append(setup.opt.param_groups[0]["lr"])
+            trunk, head = setup.opt.param_groups
+            assert [id(p) for p in head["params"]] == [id(p) for p in setup.model.value_head.parameters()]
+            assert [id(p) for p in trunk["params"]] == [id(p) for p in setup.model.lm.parameters()]
+            seen.append((trunk["lr"], head["lr"]))
             return ppo_iteration(setup, prompts, beta)
 
         policy, tok = load_model()
-        cfg = RLHFConfig(iterations=4, lr=1e-4, lr_schedule=schedule, **{**SMALL, "batch_size": 4, "minibatches": 1,
-                                                                          "epochs": 1, "max_new_tokens": 6})
+        cfg = RLHFConfig(iterations=4, lr=1e-4, lr_schedule=schedule, value_lr_scale=30.0,
+                         **{**SMALL, "batch_size": 4, "minibatches": 1, "epochs": 1, "max_new_tokens": 6})
         train_rlhf(policy, tok, *reward, load_model()[0], cfg, progress=False, iteration_fn=recording)
-        assert seen == pytest.approx(want, rel=1e-12, abs=0), schedule
+        assert [lr for lr, _ in seen] == pytest.approx(want, rel=1e-12, abs=0), schedule
+        assert [lr for _, lr in seen] == pytest.approx([30 * lr for lr in want], rel=1e-12, abs=0), schedule
     with pytest.raises(ValueError, match="lr_schedule"):
         RLHFConfig(lr_schedule="cosine")
 
