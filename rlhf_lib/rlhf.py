@@ -37,6 +37,7 @@ V vocabulary.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from operator import attrgetter
@@ -129,6 +130,13 @@ class RLHFConfig:
     the text so far, paid as the change since the previous sentence end, the last change at the last token
     (potential-based shaping, Ng et al. 1999; per-sentence rewards as in Wu et al. 2023). The rewards still sum
     to the score, so the best policy is the same; a sentence's tokens are credited with what that sentence did"""
+    implausible_coef: float = 0.0
+    """weight of the policy's probability of the tokens the reference finds implausible there (below
+    `implausible_below`), summed over the vocabulary at every response token of the minibatch, added to the loss
+    (0: off). It aims at the ungrammatical splices PPO learns ("What aNine out of ten."): the KL penalty only
+    sees such a token when it is sampled, this term pushes its probability down wherever the policy writes"""
+    implausible_below: float = 1e-3
+    """the reference probability under which a token counts as implausible"""
     kl_loss_coef: float = 0.0
     """weight of the exact KL to the reference, summed over the vocabulary at every response token of the
     minibatch (`token_kl`), added to the loss: it pulls back every token whose probability moved, sampled or
@@ -142,6 +150,9 @@ class RLHFConfig:
         check_count("seed", self.seed, minimum=0)
         check_positive("ptx_coef", self.ptx_coef, allow_zero=True)
         check_positive("kl_loss_coef", self.kl_loss_coef, allow_zero=True)
+        check_positive("implausible_coef", self.implausible_coef, allow_zero=True)
+        if not 0 < self.implausible_below < 1:
+            raise ValueError(f"implausible_below must be a probability between 0 and 1, got {self.implausible_below!r}")
         for name in ("ptx_batch_size", "ptx_block_size", "ptx_reviews"):
             check_count(name, getattr(self, name))
         for name in ("iterations", "batch_size", "responses_per_prompt", "max_new_tokens", "epochs", "minibatches",
@@ -450,11 +461,16 @@ def anchor_losses(setup: RLHFSetup, ids: list[torch.Tensor], logits: torch.Tenso
         rows = torch.randint(len(setup.ptx_blocks), (cfg.ptx_batch_size,), generator=setup.shuffler)
         figures["ptx_loss"] = ptx_loss(setup.model.lm, setup.ptx_blocks[rows].to(setup.device))
         total = total + cfg.ptx_coef * figures["ptx_loss"]
-    if cfg.kl_loss_coef > 0:  # the exact KL at every visited step, over the whole vocabulary
+    if cfg.kl_loss_coef > 0 or cfg.implausible_coef > 0:
         with torch.no_grad():
             logits_ref = response_logits(setup.reference, *ids, cfg.temperature)
+    if cfg.kl_loss_coef > 0:  # the exact KL at every visited step, over the whole vocabulary
         figures["kl_loss"] = masked_mean(token_kl(logits, logits_ref), mask)
         total = total + cfg.kl_loss_coef * figures["kl_loss"]
+    if cfg.implausible_coef > 0:  # the policy's mass on what the reference would almost never write there
+        low = logits_ref.log_softmax(-1) < math.log(cfg.implausible_below)
+        figures["implausible"] = masked_mean((logits.softmax(-1) * low).sum(-1), mask)
+        total = total + cfg.implausible_coef * figures["implausible"]
     return total, figures
 
 

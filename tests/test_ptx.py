@@ -2,7 +2,9 @@
 showing it keeps the policy's language closer to the review corpus than the same run without it."""
 
 import copy
+import math
 
+import pytest
 import torch
 
 from rlhf_lib.lm import load_model
@@ -133,3 +135,46 @@ def test_exact_kl_in_the_loss_is_the_per_step_kl_over_the_vocabulary():
     assert abs(stats["kl_loss"] - total / count) < 1e-4 * max(1.0, total / count), (stats["kl_loss"], total / count)
     assert "kl_loss" not in ppo_update(make_setup(copy.deepcopy(moved), tok, reference, zero_score, RLHFConfig(
         batch_size=6, minibatches=1, epochs=1, max_new_tokens=10)), batch, adv, ret, values)
+
+
+def test_implausible_mass_is_the_policys_probability_of_what_the_reference_almost_never_writes():
+    """implausible_coef > 0: the update's figure is the mean over response tokens of the policy's probability
+    summed over the tokens the reference gives less than implausible_below, recomputed response by response,
+    token by token of the vocabulary, without padding, from two plain forward passes."""
+    cfg = RLHFConfig(batch_size=6, minibatches=1, epochs=1, max_new_tokens=10, implausible_coef=3.0,
+                     implausible_below=0.01, stop_at="text")
+    policy, tok = load_model()
+    reference, _ = load_model()
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    moved = copy.deepcopy(policy).eval()
+    setup = make_setup(policy, tok, reference, zero_score, cfg)
+    batch = rollout(policy, tok, ["The plot was", "", "I expected"] * 2, cfg, setup.sampler)
+    values = value_estimates(setup.model, batch, cfg.temperature)
+    logp_ref = reference_logprobs(reference, batch, cfg.temperature)
+    adv, ret = advantages_and_returns(kl_shaped_rewards(zero_score(batch.texts, batch), batch.logp, logp_ref,
+                                                        batch.mask, 0.1), values, batch.mask, cfg.gamma, cfg.lam)
+    stats = ppo_update(setup, batch, adv, ret, values)
+    total, count = 0.0, 0
+    reference.eval()
+    with torch.no_grad():
+        for i in range(len(batch.texts)):
+            prompt = batch.prompt_ids[i][batch.prompt_mask[i].bool()]
+            response = batch.response_ids[i][batch.response_mask[i].bool()]
+            ids = torch.cat([prompt, response])[None]
+            p = torch.softmax(moved(input_ids=ids).logits[0].double(), -1)
+            q = torch.softmax(reference(input_ids=ids).logits[0].double(), -1)
+            for t in range(len(prompt) - 1, len(prompt) + len(response) - 1):
+                total += sum(float(p[t, v]) for v in range(p.shape[1]) if float(q[t, v]) < 0.01)
+                count += 1
+    assert 1e-3 < total / count < 0.5
+    assert math.isclose(stats["implausible"], total / count, rel_tol=1e-4, abs_tol=1e-6), (stats["implausible"],
+                                                                                             total / count)
+    assert "implausible" not in ppo_update(make_setup(copy.deepcopy(moved), tok, reference, zero_score, RLHFConfig(
+        batch_size=6, minibatches=1, epochs=1, max_new_tokens=10)), batch, adv, ret, values)
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ValueError, match="implausible_below"):
+            RLHFConfig(implausible_below=bad)
+    with pytest.raises(ValueError, match="implausible_coef"):
+        RLHFConfig(implausible_coef=-1.0)
