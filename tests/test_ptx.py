@@ -102,10 +102,11 @@ def test_ptx_keeps_the_language_of_review_text():
     assert base_grammar - with_grammar < 0.5 * (base_grammar - without_grammar), (base_grammar, with_grammar, without_grammar)
 
 
-def test_exact_kl_in_the_loss_is_the_per_step_kl_over_the_vocabulary():
-    """kl_loss_coef > 0: the update's kl_loss is the mean over response tokens of sum_v p (log p - log p_ref),
-    recomputed here response by response without padding, in double precision, from two plain forward passes."""
-    cfg = RLHFConfig(batch_size=6, minibatches=1, epochs=1, max_new_tokens=10, kl_loss_coef=0.7, stop_at="text")
+def update_of_a_moved_policy(cfg):
+    """One ppo_update of a policy moved a little away from the reference, on six responses; returns the update's
+    figures and, per predicted response token, the moved policy's and the reference's log-probabilities over the
+    vocabulary from plain forward passes of each response alone, in double precision; and the pieces to rerun
+    the update."""
     policy, tok = load_model()
     reference, _ = load_model()
     with torch.no_grad():  # move the policy away from the reference so the KL is not 0
@@ -119,7 +120,7 @@ def test_exact_kl_in_the_loss_is_the_per_step_kl_over_the_vocabulary():
     adv, ret = advantages_and_returns(kl_shaped_rewards(zero_score(batch.texts, batch), batch.logp, logp_ref,
                                                         batch.mask, 0.1), values, batch.mask, cfg.gamma, cfg.lam)
     stats = ppo_update(setup, batch, adv, ret, values)
-    total, count = 0.0, 0
+    steps = []
     reference.eval()
     with torch.no_grad():
         for i in range(len(batch.texts)):
@@ -128,13 +129,21 @@ def test_exact_kl_in_the_loss_is_the_per_step_kl_over_the_vocabulary():
             ids = torch.cat([prompt, response])[None]
             lp = torch.log_softmax(moved(input_ids=ids).logits[0].double(), -1)
             lq = torch.log_softmax(reference(input_ids=ids).logits[0].double(), -1)
-            for t in range(len(prompt) - 1, len(prompt) + len(response) - 1):  # the steps that predict the response
-                total += float((lp[t].exp() * (lp[t] - lq[t])).sum())
-                count += 1
-    assert total / count > 1e-3
-    assert abs(stats["kl_loss"] - total / count) < 1e-4 * max(1.0, total / count), (stats["kl_loss"], total / count)
-    assert "kl_loss" not in ppo_update(make_setup(copy.deepcopy(moved), tok, reference, zero_score, RLHFConfig(
-        batch_size=6, minibatches=1, epochs=1, max_new_tokens=10)), batch, adv, ret, values)
+            steps += [(lp[t], lq[t]) for t in range(len(prompt) - 1, len(prompt) + len(response) - 1)]
+    plain = make_setup(copy.deepcopy(moved), tok, reference, zero_score, RLHFConfig(batch_size=6, minibatches=1,
+                                                                                   epochs=1, max_new_tokens=10))
+    return stats, steps, lambda: ppo_update(plain, batch, adv, ret, values)
+
+
+def test_exact_kl_in_the_loss_is_the_per_step_kl_over_the_vocabulary():
+    """kl_loss_coef > 0: the update's kl_loss is the mean over response tokens of sum_v p (log p - log p_ref),
+    recomputed here response by response without padding, in double precision, from two plain forward passes."""
+    cfg = RLHFConfig(batch_size=6, minibatches=1, epochs=1, max_new_tokens=10, kl_loss_coef=0.7, stop_at="text")
+    stats, steps, without = update_of_a_moved_policy(cfg)
+    kl = sum(float((lp.exp() * (lp - lq)).sum()) for lp, lq in steps) / len(steps)
+    assert kl > 1e-3
+    assert abs(stats["kl_loss"] - kl) < 1e-4 * max(1.0, kl), (stats["kl_loss"], kl)
+    assert "kl_loss" not in without()
 
 
 def test_implausible_mass_is_the_policys_probability_of_what_the_reference_almost_never_writes():
@@ -143,36 +152,11 @@ def test_implausible_mass_is_the_policys_probability_of_what_the_reference_almos
     token by token of the vocabulary, without padding, from two plain forward passes."""
     cfg = RLHFConfig(batch_size=6, minibatches=1, epochs=1, max_new_tokens=10, implausible_coef=3.0,
                      implausible_below=0.01, stop_at="text")
-    policy, tok = load_model()
-    reference, _ = load_model()
-    with torch.no_grad():
-        for p in policy.parameters():
-            p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
-    moved = copy.deepcopy(policy).eval()
-    setup = make_setup(policy, tok, reference, zero_score, cfg)
-    batch = rollout(policy, tok, ["The plot was", "", "I expected"] * 2, cfg, setup.sampler)
-    values = value_estimates(setup.model, batch, cfg.temperature)
-    logp_ref = reference_logprobs(reference, batch, cfg.temperature)
-    adv, ret = advantages_and_returns(kl_shaped_rewards(zero_score(batch.texts, batch), batch.logp, logp_ref,
-                                                        batch.mask, 0.1), values, batch.mask, cfg.gamma, cfg.lam)
-    stats = ppo_update(setup, batch, adv, ret, values)
-    total, count = 0.0, 0
-    reference.eval()
-    with torch.no_grad():
-        for i in range(len(batch.texts)):
-            prompt = batch.prompt_ids[i][batch.prompt_mask[i].bool()]
-            response = batch.response_ids[i][batch.response_mask[i].bool()]
-            ids = torch.cat([prompt, response])[None]
-            p = torch.softmax(moved(input_ids=ids).logits[0].double(), -1)
-            q = torch.softmax(reference(input_ids=ids).logits[0].double(), -1)
-            for t in range(len(prompt) - 1, len(prompt) + len(response) - 1):
-                total += sum(float(p[t, v]) for v in range(p.shape[1]) if float(q[t, v]) < 0.01)
-                count += 1
-    assert 1e-3 < total / count < 0.5
-    assert math.isclose(stats["implausible"], total / count, rel_tol=1e-4, abs_tol=1e-6), (stats["implausible"],
-                                                                                             total / count)
-    assert "implausible" not in ppo_update(make_setup(copy.deepcopy(moved), tok, reference, zero_score, RLHFConfig(
-        batch_size=6, minibatches=1, epochs=1, max_new_tokens=10)), batch, adv, ret, values)
+    stats, steps, without = update_of_a_moved_policy(cfg)
+    mass = sum(sum(float(p) for p, q in zip(lp.exp(), lq.exp()) if float(q) < 0.01) for lp, lq in steps) / len(steps)
+    assert 1e-3 < mass < 0.5
+    assert math.isclose(stats["implausible"], mass, rel_tol=1e-4, abs_tol=1e-6), (stats["implausible"], mass)
+    assert "implausible" not in without()
     for bad in (0.0, 1.0, -0.1):
         with pytest.raises(ValueError, match="implausible_below"):
             RLHFConfig(implausible_below=bad)
