@@ -26,6 +26,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "whole_review_ppo.json"
 FIGURE = ROOT / "assets" / "figures" / "08_whole_review_tax.png"
 PLOTTED = ("ptx 0", "ptx 1 (budget 3", "ptx 3", "defaults", "ptx 1, budget 3 nats", "RLOO")
 """the runs the figure shows (name prefixes); the table in benchmarks/README.md has them all"""
+PLOTTED_AS = {
+    "third round: s0 nearest vlr30 warmup 40, sentence rewards": "third round: sentence rewards (seed 0)",
+    "third round: s0 sentence rewards, implausible 10, budget 2.5 (1000 samples)":
+        "third round: sentence rewards + implausible-token penalty 10, budget 2.5 (1,000 samples)",
+}
+"""later runs the figure shows, under a shorter name"""
 
 
 def parse_value(text: str):
@@ -112,12 +118,12 @@ def plot(results: dict):
         ax.add_patch(plt.Rectangle((0.95, base["grammatical_rate"] - 0.02), 0.06, 0.05, color="tab:green", alpha=0.15,
                                    label="target"))
         ax.scatter(base["positive_rate"], base["grammatical_rate"], marker="s", color="black", label="course model")
-        shown = [n for n in results["runs"] if n.startswith(PLOTTED)]
+        shown = [n for n in results["runs"] if n.startswith(PLOTTED) or n in PLOTTED_AS]
         for i, name in enumerate(shown):
             run = results["runs"][name]
             a = run["after"][where]
             ax.scatter(a["positive_rate"], a["grammatical_rate"], color=f"C{i}",
-                       label=f"{name} (KL {a['kl_k1']:.1f})")
+                       label=f"{PLOTTED_AS.get(name, name)} (KL {a['kl_k1']:.1f})")
         ax.set(title=f"whole reviews {title}", xlabel="gold positive (VADER)", xlim=(0.4, 1.01), ylim=(0.7, 1.0))
     axes[0].set_ylabel("grammatical")
     handles, labels = axes[0].get_legend_handles_labels()
