@@ -275,11 +275,13 @@ def score_responses(score_fn: Callable, batch: Rollout, unfinished_penalty: floa
 
 
 @torch.no_grad()
-def reference_logprobs(reference, batch: Rollout, temperature: float) -> torch.Tensor:
-    """(B, R) log pi_ref of the sampled tokens under the frozen reference (same temperature), 0 at pads."""
+def reference_logprobs(reference, batch: Rollout, temperature: float, keep_logits: bool = False):
+    """(B, R) log pi_ref of the sampled tokens under the frozen reference (same temperature), 0 at pads; with
+    keep_logits, also the reference's (B, R, V) logits (for the loss terms that compare whole distributions)."""
     ids = batch.ids(next(reference.parameters()).device)
     logits_ref = response_logits(reference, *ids, temperature)  # (B, R, V)
-    return gather_logp(logits_ref, ids[2]).cpu() * batch.mask
+    logp_ref = gather_logp(logits_ref, ids[2]).cpu() * batch.mask
+    return (logp_ref, logits_ref) if keep_logits else logp_ref
 
 
 @torch.no_grad()
@@ -450,18 +452,21 @@ def make_setup(policy_lm, tokenizer, reference, score_fn: Callable, cfg: RLHFCon
                      ptx_blocks)
 
 
-def anchor_losses(setup: RLHFSetup, ids: list[torch.Tensor], logits: torch.Tensor, mask: torch.Tensor):
+def anchor_losses(setup: RLHFSetup, ids: list[torch.Tensor], logits: torch.Tensor, mask: torch.Tensor,
+                  logits_ref: torch.Tensor | None = None):
     """(loss, figures): what holds a minibatch's update near the language, added to any policy loss.
     cfg.ptx_coef x the next-token loss on cfg.ptx_batch_size blocks of review text, drawn with the minibatch
     order's random stream (PPO-ptx); cfg.kl_loss_coef x the exact per-step KL to the reference over the
-    minibatch's response tokens. ids: the minibatch's (prompt_ids, prompt_mask, response_ids, response_mask);
-    logits: the policy's (b, R, V) for them; figures: ptx_loss, kl_loss, each only when on."""
+    minibatch's response tokens; cfg.implausible_coef x the policy's probability of the tokens the reference
+    gives less than cfg.implausible_below there. ids: the minibatch's (prompt_ids, prompt_mask, response_ids,
+    response_mask); logits: the policy's (b, R, V) for them; logits_ref: the reference's, if already computed;
+    figures: ptx_loss, kl_loss, implausible, each only when on."""
     cfg, total, figures = setup.cfg, logits.new_zeros(()), {}
     if cfg.ptx_coef > 0:  # PPO-ptx: keep the language of the pretraining corpus
         rows = torch.randint(len(setup.ptx_blocks), (cfg.ptx_batch_size,), generator=setup.shuffler)
         figures["ptx_loss"] = ptx_loss(setup.model.lm, setup.ptx_blocks[rows].to(setup.device))
         total = total + cfg.ptx_coef * figures["ptx_loss"]
-    if cfg.kl_loss_coef > 0 or cfg.implausible_coef > 0:
+    if (cfg.kl_loss_coef > 0 or cfg.implausible_coef > 0) and logits_ref is None:
         with torch.no_grad():
             logits_ref = response_logits(setup.reference, *ids, cfg.temperature)
     if cfg.kl_loss_coef > 0:  # the exact KL at every visited step, over the whole vocabulary
@@ -474,11 +479,13 @@ def anchor_losses(setup: RLHFSetup, ids: list[torch.Tensor], logits: torch.Tenso
     return total, figures
 
 
-def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values) -> dict:
+def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values, logits_ref=None) -> dict:
     """cfg.epochs passes of cfg.minibatches minibatches over the rollout: clipped policy loss + vf_coef x
-    clipped value loss (+ `anchor_losses`: PPO-ptx and the exact KL, when on), gradients clipped. advantages,
-    returns, values (before the update): (B, R). Returns the mean over minibatches of policy_loss, value_loss,
-    entropy, approx_kl, clip_fraction, ptx_loss and kl_loss (each only when on), and
+    clipped value loss (+ `anchor_losses`: PPO-ptx, the exact KL and the implausible-token penalty, when on),
+    gradients clipped. advantages, returns, values (before the update): (B, R); logits_ref: the reference's
+    (B, R, V) logits of the rollout when kept (otherwise each minibatch that needs them computes its own).
+    Returns the mean over minibatches of policy_loss, value_loss, entropy, approx_kl, clip_fraction, ptx_loss,
+    kl_loss and implausible (each only when on), and
     first_ratio_gap: max |logp - logp_old| in the first minibatch (0 up to rounding: the ratio starts at 1)."""
     cfg, device, opt = setup.cfg, setup.device, setup.opt
     ids = batch.ids(device)
@@ -499,7 +506,8 @@ def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values) ->
             pg_loss = clipped_surrogate(logp, logp_old, adv[idx], cfg.clip_eps, m)
             v_loss = value_loss(v, ret[idx], values_old_all[idx], cfg.value_clip_eps, m)
             loss = pg_loss + cfg.vf_coef * v_loss
-            anchor, anchors = anchor_losses(setup, [t[idx] for t in ids], logits, m)
+            anchor, anchors = anchor_losses(setup, [t[idx] for t in ids], logits, m,
+                                            None if logits_ref is None else logits_ref[idx])
             loss = loss + anchor
             opt.zero_grad()
             (setup.accelerator.backward(loss) if setup.accelerator else loss.backward())
@@ -543,13 +551,15 @@ def ppo_iteration(setup: RLHFSetup, prompts: list[str], beta: float) -> Iteratio
     cfg = setup.cfg
     batch = rollout(setup.model.lm, setup.tokenizer, prompts, cfg, setup.sampler)
     score = score_responses(setup.score_fn, batch, cfg.unfinished_penalty)
-    logp_ref = reference_logprobs(setup.reference, batch, cfg.temperature)
+    whole = cfg.kl_loss_coef > 0 or cfg.implausible_coef > 0  # keep the reference's logits: one forward a rollout
+    logp_ref, logits_ref = (reference_logprobs(setup.reference, batch, cfg.temperature, keep_logits=True) if whole
+                            else (reference_logprobs(setup.reference, batch, cfg.temperature), None))
     values = value_estimates(setup.model, batch, cfg.temperature)
     rewards = kl_shaped_rewards(score, batch.logp, logp_ref, batch.mask, beta)
     if cfg.sentence_rewards:
         rewards = rewards + sentence_shaping(setup.score_fn, setup.tokenizer, batch)
     advantages, returns = advantages_and_returns(rewards, values, batch.mask, cfg.gamma, cfg.lam)
-    stats = ppo_update(setup, batch, advantages, returns, values)
+    stats = ppo_update(setup, batch, advantages, returns, values, logits_ref)
     return Iteration(batch, score, logp_ref, values, rewards, advantages, returns, stats)
 
 

@@ -162,3 +162,30 @@ def test_implausible_mass_is_the_policys_probability_of_what_the_reference_almos
             RLHFConfig(implausible_below=bad)
     with pytest.raises(ValueError, match="implausible_coef"):
         RLHFConfig(implausible_coef=-1.0)
+
+
+def test_the_references_logits_kept_from_the_rollout_give_the_same_update():
+    """ppo_iteration keeps the reference's logits of the whole rollout for the exact KL and the implausible
+    penalty; the same update with each minibatch computing its own from the reference gives the same figures
+    and the same weights."""
+    cfg = RLHFConfig(batch_size=6, minibatches=2, epochs=2, max_new_tokens=10, kl_loss_coef=0.5,
+                     implausible_coef=3.0, implausible_below=0.01, stop_at="text")
+    policy, tok = load_model()
+    reference, _ = load_model()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    setups = [make_setup(copy.deepcopy(policy), tok, reference, zero_score, cfg) for _ in range(2)]
+    batch = rollout(policy, tok, ["The plot was", "", "I expected"] * 2, cfg, torch.Generator().manual_seed(2))
+    values = value_estimates(setups[0].model, batch, cfg.temperature)
+    logp_ref, logits_ref = reference_logprobs(reference, batch, cfg.temperature, keep_logits=True)
+    torch.testing.assert_close(logp_ref, reference_logprobs(reference, batch, cfg.temperature))
+    adv, ret = advantages_and_returns(kl_shaped_rewards(zero_score(batch.texts, batch), batch.logp, logp_ref,
+                                                        batch.mask, 0.1), values, batch.mask, cfg.gamma, cfg.lam)
+    kept = ppo_update(setups[0], batch, adv, ret, values, logits_ref)
+    own = ppo_update(setups[1], batch, adv, ret, values)
+    assert kept["implausible"] > 0 and kept["kl_loss"] > 0
+    for key in own:
+        assert math.isclose(kept[key], own[key], rel_tol=1e-4, abs_tol=1e-6), key
+    for p, q in zip(setups[0].model.parameters(), setups[1].model.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
