@@ -85,7 +85,13 @@ class RLHFConfig:
     kl_coef: float = 0.2
     """beta: weight of the per-token KL penalty against the reference model (the starting value if adapted)"""
     target_kl: float | None = 3.0
-    """KL budget per response (nats): beta is adapted toward it (Ziegler et al.); None keeps beta fixed"""
+    """KL target per response (nats): beta is adapted toward it (Ziegler et al.); the budget too, unless kl_budget
+    draws a line above it; None keeps beta fixed"""
+    kl_budget: float | None = None
+    """the most KL per response the run may spend (nats), above target_kl: a batch whose KL is over it multiplies
+    beta by 1.5 at once, on top of the adaptive rule, which moves beta at most 20% a horizon. target_kl is then a
+    set point with room below the line: the trained policy's KL lands up to 0.4 nats either side of the set point
+    from run to run (benchmarks/README.md, whole reviews). None: no line"""
     kl_horizon: int = 2_000
     """responses over which the adaptive controller moves beta by up to 20%"""
     hold_beta: bool = False
@@ -166,6 +172,9 @@ class RLHFConfig:
         check_probability("lam", self.lam)
         if self.target_kl is not None:
             check_positive("target_kl", self.target_kl)
+        if self.kl_budget is not None and (self.target_kl is None or self.kl_budget < self.target_kl):
+            raise ValueError(f"kl_budget must be at least target_kl (it is the line above the adaptive coefficient's "
+                             f"set point), got kl_budget={self.kl_budget!r}, target_kl={self.target_kl!r}")
         if self.lr_schedule not in ("linear", "constant"):
             raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
         if self.reward_transform not in (None, "logsigmoid"):
@@ -177,6 +186,12 @@ class RLHFConfig:
         if self.batch_size % self.responses_per_prompt:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of responses_per_prompt "
                              f"({self.responses_per_prompt})")
+
+    @property
+    def reads_reference_logits(self) -> bool:
+        """Whether the loss reads the reference's logits over the vocabulary (the exact-KL loss, the implausible
+        penalty), not only its log-probs of the sampled tokens."""
+        return self.kl_loss_coef > 0 or self.implausible_coef > 0
 
 
 # ---- the policy with a value head
@@ -466,7 +481,7 @@ def anchor_losses(setup: RLHFSetup, ids: list[torch.Tensor], logits: torch.Tenso
         rows = torch.randint(len(setup.ptx_blocks), (cfg.ptx_batch_size,), generator=setup.shuffler)
         figures["ptx_loss"] = ptx_loss(setup.model.lm, setup.ptx_blocks[rows].to(setup.device))
         total = total + cfg.ptx_coef * figures["ptx_loss"]
-    if (cfg.kl_loss_coef > 0 or cfg.implausible_coef > 0) and logits_ref is None:
+    if cfg.reads_reference_logits and logits_ref is None:
         with torch.no_grad():
             logits_ref = response_logits(setup.reference, *ids, cfg.temperature)
     if cfg.kl_loss_coef > 0:  # the exact KL at every visited step, over the whole vocabulary
@@ -551,7 +566,7 @@ def ppo_iteration(setup: RLHFSetup, prompts: list[str], beta: float) -> Iteratio
     cfg = setup.cfg
     batch = rollout(setup.model.lm, setup.tokenizer, prompts, cfg, setup.sampler)
     score = score_responses(setup.score_fn, batch, cfg.unfinished_penalty)
-    whole = cfg.kl_loss_coef > 0 or cfg.implausible_coef > 0  # keep the reference's logits: one forward a rollout
+    whole = cfg.reads_reference_logits  # keep the reference's logits: one forward pass a rollout
     logp_ref, logits_ref = (reference_logprobs(setup.reference, batch, cfg.temperature, keep_logits=True) if whole
                             else (reference_logprobs(setup.reference, batch, cfg.temperature), None))
     values = value_estimates(setup.model, batch, cfg.temperature)
@@ -578,11 +593,13 @@ class AdaptiveKLController:
     """Ziegler et al.: beta <- beta * (1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon). With hold=True
     beta is not lowered until the KL has first reached the target (no winding down during the first climb).
     With warmup=w the target rises in a straight line over the first w updates (target x i / w at update i), so
-    beta follows a KL that climbs at a set pace instead of winding down while the policy is slower."""
+    beta follows a KL that climbs at a set pace instead of winding down while the policy is slower. With a
+    budget, a KL over it multiplies beta by 1.5 on top of the rule."""
 
-    def __init__(self, beta: float, target: float, horizon: int, hold: bool = False, warmup: int = 0):
+    def __init__(self, beta: float, target: float, horizon: int, hold: bool = False, warmup: int = 0,
+                 budget: float | None = None):
         self.beta, self.target, self.horizon, self.hold, self.warmup = beta, target, horizon, hold, warmup
-        self.reached, self.updates = False, 0
+        self.budget, self.reached, self.updates = budget, False, 0
 
     def target_at(self, update: int) -> float:
         """The target of the update-th update (1 for the first)."""
@@ -595,6 +612,8 @@ class AdaptiveKLController:
         if self.hold and not self.reached:
             error = max(error, 0.0)
         self.beta *= 1.0 + error * n / self.horizon
+        if self.budget is not None and kl > self.budget:  # over the line: pull back at once
+            self.beta *= 1.5
         return self.beta
 
     def restore(self, beta: float, kls: list[float]):
@@ -664,8 +683,8 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
     n_prompts = cfg.batch_size // world // cfg.responses_per_prompt  # this process's prompts per iteration
     score_fn = _score_function(reward_model, reward_tokenizer, score_fn, _device(policy_lm, accelerator))
     setup = make_setup(policy_lm, tokenizer, reference, score_fn, cfg, accelerator)
-    kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, cfg.hold_beta, cfg.kl_warmup)
-              if cfg.target_kl else None)
+    kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, cfg.hold_beta, cfg.kl_warmup,
+                                   cfg.kl_budget) if cfg.target_kl else None)
     beta, result, start_iteration = cfg.kl_coef, RLHFResult(), 0
     if resume:
         state = load_checkpoint(checkpoint_dir, setup.model, setup.opt, rank, config=cfg, world=world)
@@ -729,14 +748,16 @@ _PIPELINE = (("batch.response_ids", "rollout"), ("batch.logp", "rollout"), ("sco
 
 def compare_ppo_iteration(fn, cfg: RLHFConfig | None = None, beta: float = 0.2) -> str | None:
     """None if fn(setup, prompts, beta) -> Iteration does what `ppo_iteration` does from the same setup (the
-    course model, a reference slightly off it, the shipped reward model, a small batch): every tensor within 1e-5, the update's figures
-    within a relative 1e-4, the weights after it within 1e-3 (Adam turns rounding in near-zero gradients
-    into steps of up to the learning rate). Otherwise says what differs first, in the loop's order."""
+    course model, a reference slightly off it, the shipped reward model, a small batch of reviews of a few
+    sentences, with sentence rewards and the implausible-token penalty on): every tensor within 1e-5, the
+    update's figures within a relative 1e-4, the weights after it within 1e-3 (Adam turns rounding in near-zero
+    gradients into steps of up to the learning rate). Otherwise says what differs first, in the loop's order."""
     from rlhf_lib.lm import COURSE_MODEL, load_model
     from rlhf_lib.reviews import PROMPTS
     from rlhf_lib.reward_model import load_reward_model
 
-    cfg = cfg or RLHFConfig(batch_size=8, minibatches=2, epochs=2, max_new_tokens=16)
+    cfg = cfg or RLHFConfig(batch_size=8, minibatches=2, epochs=2, max_new_tokens=24, stop_at="text",
+                            sentence_rewards=True, implausible_coef=10.0)  # reviews of a few sentences
     score_fn = reward_model_scorer(*load_reward_model(COURSE_MODEL.parent / "reward_model"))
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(cfg.batch_size // cfg.responses_per_prompt)]
     runs = []

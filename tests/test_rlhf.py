@@ -101,6 +101,34 @@ def test_warmed_up_controller_aims_at_a_target_rising_in_a_straight_line():
         RLHFConfig(kl_warmup=-1)
 
 
+def test_a_kl_over_the_budget_multiplies_beta_by_one_and_a_half_on_top_of_the_rule():
+    """target 2.5, budget 3: a KL of 2.9 is Ziegler's rule alone (error +0.16); 3.2 is the rule's clipped +0.2
+    step, then x1.5; under the set point the line does nothing. A budget under the target is refused."""
+    ctl = AdaptiveKLController(0.1, target=2.5, horizon=128, budget=3.0)
+    assert ctl.update(2.9, 64) == pytest.approx(0.1 * (1 + 0.16 * 64 / 128))
+    beta = ctl.beta
+    assert ctl.update(3.2, 64) == pytest.approx(beta * (1 + 0.2 * 64 / 128) * 1.5)
+    beta = ctl.beta
+    assert ctl.update(2.0, 64) == pytest.approx(beta * (1 - 0.2 * 64 / 128))
+    free = AdaptiveKLController(0.1, target=2.5, horizon=128)
+    assert free.update(3.2, 64) == pytest.approx(0.1 * (1 + 0.2 * 64 / 128))
+    for bad in (dict(kl_budget=2.0, target_kl=2.5), dict(kl_budget=3.0, target_kl=None)):
+        with pytest.raises(ValueError, match="kl_budget"):
+            RLHFConfig(**bad)
+
+
+def test_train_rlhf_pulls_beta_back_when_a_batch_is_over_the_budget(reward):
+    """The betas a run logs, recomputed from its own KLs by the rule and the 1.5 factor; the policy moves far
+    past a tiny budget after the first update (a KL of 0 there), so both branches are taken."""
+    result, _ = run(reward, iterations=4, batch_size=4, minibatches=1, epochs=1, max_new_tokens=6, lr=3e-3,
+                    kl_coef=0.1, target_kl=1e-3, kl_budget=2e-3, kl_horizon=64)
+    betas, kls = result.series("beta"), result.series("kl_k1")
+    over = kls[:-1] > 2e-3
+    want = [b * (1 + np.clip(kl / 1e-3 - 1, -0.2, 0.2) * 4 / 64) * (1.5 if o else 1.0)
+            for b, kl, o in zip(betas[:-1], kls[:-1], over)]
+    assert betas[1:] == pytest.approx(want, rel=1e-9) and over.any() and not over.all(), (betas, kls)
+
+
 def test_ratio_is_exactly_one_before_the_first_update(reward):
     policy, tok = load_model()
     model = PolicyWithValue(policy).eval()
@@ -139,14 +167,20 @@ def test_same_seed_same_numbers(reward):
     assert c.samples != a.samples
 
 
-def test_resumed_run_matches_an_uninterrupted_one(reward, tmp_path):
+RECIPE = dict(stop_at="text", sentence_rewards=True, implausible_coef=10.0, reward_transform="logsigmoid",
+              value_lr_scale=30.0, value_clip_eps=None, target_kl=0.02, kl_budget=0.03, kl_warmup=2, kl_horizon=64)
+"""the whole-review recipe's options, on a small run whose KL crosses its (tiny) budget"""
+
+
+@pytest.mark.parametrize("options", [{}, RECIPE], ids=["defaults", "whole-review recipe"])
+def test_resumed_run_matches_an_uninterrupted_one(reward, tmp_path, options):
     from transformers import AutoModelForCausalLM
 
-    straight, policy_straight = run(reward, iterations=3)
+    straight, policy_straight = run(reward, iterations=3, **options)
     policy, tok = load_model()
     reference, _ = load_model()
-    cfg = RLHFConfig(iterations=3, **SMALL)
-    interrupted = RLHFConfig(iterations=3, **SMALL)
+    cfg = RLHFConfig(iterations=3, **{**SMALL, **options})
+    interrupted = RLHFConfig(iterations=3, **{**SMALL, **options})
 
     class Stop(Exception):
         pass
@@ -162,6 +196,7 @@ def test_resumed_run_matches_an_uninterrupted_one(reward, tmp_path):
     resumed = train_rlhf(fresh, tok, *reward, reference, cfg, progress=False, checkpoint_dir=tmp_path, resume=True)
     strip = lambda h: {k: v for k, v in h.items() if k != "seconds"}
     assert [strip(h) for h in resumed.history] == [strip(h) for h in straight.history]
+    assert not options or straight.series("kl_k1")[1] > options["kl_budget"]  # the line crossed before the stop
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "policy")
     for p, q in zip(saved.state_dict().values(), policy_straight.state_dict().values()):
         torch.testing.assert_close(p, q)
@@ -382,8 +417,13 @@ def test_the_loop_checker_finds_a_plausible_mistake():
     def with_the_wrong_kl_sign(setup, prompts, beta):
         return solutions.ppo_iteration(setup, prompts, -beta)
 
+    def without_sentence_rewards(setup, prompts, beta):  # the shaping left out of the rewards
+        setup.cfg = replace_cfg(setup.cfg, sentence_rewards=False)
+        return solutions.ppo_iteration(setup, prompts, beta)
+
     assert "advantages" in compare_ppo_iteration(without_whitening)
     assert "rewards" in compare_ppo_iteration(with_the_wrong_kl_sign)
+    assert "rewards" in compare_ppo_iteration(without_sentence_rewards)
 
 
 def test_rlhf_learns_a_probe_reward():
