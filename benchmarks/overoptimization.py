@@ -8,7 +8,7 @@ forms fitted, and their predicted gold peak checked on a longer run that the fit
 Proxies: whole-review reward models trained on 1,000, 4,000 and 16,000 labelled pairs (the same recipe,
 `goodhart.train_proxy_reward_model`). Gold: `goodhart.gold_scores` (VADER if grammatical, else -1).
 Best-of-n: one pool of 128 base-model reviews for each of 32 starts, scored by every proxy. PPO: the
-whole-review task (`whole_review_config`) without PPO-ptx, 50 iterations of 32 reviews, lr 5e-5, against
+whole-review task (`whole_review_config(plain=True)`, starts 1:1:1) without PPO-ptx, 50 iterations of 32 reviews, lr 5e-5, against
 each proxy with no KL penalty (seeds 0, 1, 2), and against the 4,000-pair proxy with a fixed KL coefficient of
 0.05 and 0.2; Gao et al.'s RL form is fitted to the 4,000-pair seed-0 run and its predicted peak compared with
 the runs it never saw: seeds 1 and 2, and a longer one (seed 3, 80 iterations). The proxies are kept in
@@ -50,8 +50,8 @@ RL = dict(ptx_coef=0.0, target_kl=None, batch_size=32, lr=5e-5, iterations=50)
 def rl_run(reward, base, kl_coef, seed=0, iterations=50):
     policy, tokenizer = load_model()
     reference, _ = load_model()
-    cfg = whole_review_config(**{**RL, "kl_coef": kl_coef, "seed": seed, "iterations": iterations})
-    result = train_rlhf(policy, tokenizer, *reward, reference, cfg, prompts=whole_review_prompts(), progress=False,
+    cfg = whole_review_config(plain=True, **{**RL, "kl_coef": kl_coef, "seed": seed, "iterations": iterations})
+    result = train_rlhf(policy, tokenizer, *reward, reference, cfg, prompts=whole_review_prompts(weights=(1, 1, 1)), progress=False,
                         metrics=gold_metrics)
     curve = checkpoint_curve(result.history, WINDOW, base)
     return dict(kl_coef=kl_coef, seed=seed, iterations=iterations, seconds=round(result.seconds, 1),

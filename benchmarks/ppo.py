@@ -2,13 +2,13 @@
 
     python benchmarks/ppo.py            # about 7 minutes on 2 cores; writes results/ppo.json and
                                         # assets/figures/08_ppo_vs_trl.png (--plot-only: redraw it)
-    python benchmarks/ppo.py --task whole   # the same on whole reviews (about 11 minutes); results/ppo_whole.json
+    python benchmarks/ppo.py --task whole   # the same on whole reviews (about 17 minutes); results/ppo_whole.json
                                             # and assets/figures/08_ppo_vs_trl_whole.png
 
 --task whole: the policy writes whole reviews to end-of-text (at most 64 tokens) from `whole_review_prompts()`
-(course prompts, other openings, nothing), the reward is the shipped whole-review reward model, ours is
-`whole_review_config()` (PPO-ptx on), each trainer gets 180 s, and the final evaluation is 300 samples from the
-course prompts and 300 from the start of text. Otherwise as below.
+(course prompts, other openings, nothing: 1:1:4), the reward is the shipped whole-review reward model, ours is
+`whole_review_config()` (the recipe: 85 iterations, about 285 s), each of TRL's trainers gets 285 s, and the
+final evaluation is 300 samples from the course prompts and 300 from the start of text. Otherwise as below.
 
 The task for all three: the shipped course model writes the rest of a course prompt's sentence (stop at
 "." / "!" / end-of-text, at most 32 tokens); the reward is the shipped reward model's normalised score
@@ -49,7 +49,7 @@ TASKS = {
     "sentence": dict(reward_model=REWARD_MODEL, stop_at="sentence", max_new_tokens=32, budget=150,
                      results="ppo.json", figure="08_ppo_vs_trl.png"),
     "whole": dict(reward_model=ROOT / "assets" / "whole_review_reward_model", stop_at="text", max_new_tokens=64,
-                  budget=180, results="ppo_whole.json", figure="08_ppo_vs_trl_whole.png"),
+                  budget=285, results="ppo_whole.json", figure="08_ppo_vs_trl_whole.png"),
 }
 
 

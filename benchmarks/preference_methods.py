@@ -11,7 +11,7 @@
   trainers), ours `whole_review_dpo_config()`: beta 0.3, lr 3e-4, the chosen reviews' NLL added with weight
   1 (TRL: loss_type ["sigmoid", "sft"], loss_weights [1, 1]), 2 epochs of 32, end-of-text after each review.
 - RLOO and GRPO: the shipped whole-review reward model (assets/whole_review_reward_model) minus 1 for a
-  review cut off at 64 tokens; ours `whole_review_config(responses_per_prompt=4)` (KL coefficient 0.3 adapted
+  review cut off at 64 tokens; ours `whole_review_config(plain=True, responses_per_prompt=4)` (KL coefficient 0.3 adapted
   toward a 2-nat budget, PPO-ptx on: TRL has no ptx) for 60 iterations; TRL's trainers with a fixed KL
   coefficient 0.3, 4 responses a prompt, 64 a rollout, 4 epochs of 4 minibatches, lr 1e-4, for 300 s each.
 - The target: the mean gold positive rate of 3 rollouts reaching 85%; the final figures are 300 reviews from
@@ -122,7 +122,8 @@ def ours_rl(method: str, reward, task: str):
         cfg, prompts = RLHFConfig(iterations=settings["iterations"], responses_per_prompt=K, kl_coef=settings["beta"],
                                   lr=LR, seed=0), None
     else:
-        cfg, prompts = whole_review_config(iterations=settings["iterations"], responses_per_prompt=K), whole_review_prompts()
+        cfg = whole_review_config(plain=True, iterations=settings["iterations"], responses_per_prompt=K)
+        prompts = whole_review_prompts(weights=(1, 1, 1))
     result = train_rlhf(policy, tok, *reward, reference, cfg, prompts=prompts, progress=False, metrics=review_metrics,
                         iteration_fn=critic_free_iteration(CriticFreeConfig(method)))
     curve = [dict(seconds=h["seconds"], gold_positive=h["gold_positive"], grammatical=h["grammatical"], kl=h["kl_k1"])
@@ -161,7 +162,7 @@ def trl_rl(method: str, reward, task: str):
     model.generation_config.eos_token_id = stops
     model.generation_config.pad_token_id = tok.pad_token_id
     bos = tok.decode([tok.bos_token_id])
-    starts = [PROMPTS[i % len(PROMPTS)] for i in range(64 * 400)] if task == "sentence" else whole_review_prompts(64 * 400)
+    starts = [PROMPTS[i % len(PROMPTS)] for i in range(64 * 400)] if task == "sentence" else whole_review_prompts(64 * 400, weights=(1, 1, 1))
     prompts = Dataset.from_dict({"prompt": [bos + p for p in starts]})
     curve, start, trainer, measuring = [], [None], None, [0.0]
     reference = AutoModelForCausalLM.from_pretrained(COURSE_MODEL).eval() if task == "whole" else None

@@ -151,16 +151,16 @@ ANSWERS: dict[str, tuple[str, str]] = {
         """,
     ),
     "8.1": (
-        "Rerun the main run with a fixed coefficient, whole_review_config(kl_coef=0.3, target_kl=None), and with "
+        "Rerun the main run with a fixed coefficient, whole_review_config(kl_coef=0.3, target_kl=None, kl_budget=None), and with "
         "adam_eps=1e-8. What changes in the KL and clip-fraction panels, and why?",
         """
-        Fixed coefficient. With beta fixed at 0.3 nothing steers the KL toward the 2-nat budget: the KL
+        Fixed coefficient. With beta fixed at 0.3 nothing steers the KL toward the 2.5-nat target: the KL
         goes wherever the reward's gain per nat of drift balances beta (the optimum of notebook 08's
         objective, pi* proportional to pi_ref * exp(r / beta), has a KL set by beta alone). The adaptive
-        controller instead raises beta (by up to 20% per horizon of 256 responses, so up to 5% after a
-        batch of 64) when the KL is over budget and lowers it when there is budget left, so its KL curve
-        bends toward the target. With a fixed beta the KL curve just follows the optimisation and can end
-        above or below the budget. The clip
+        controller instead raises beta (by up to 20% per horizon of 128 responses, so up to 10% after a
+        batch of 64) when the KL is over its target and lowers it when there is room left, so its KL curve
+        follows the rising target; a batch over the 3-nat budget multiplies beta by 1.5 at once. With a fixed
+        beta the KL curve just follows the optimisation and can end above or below the budget. The clip
         fraction and approx_kl of each update change little: they measure the step size of PPO, which
         beta does not set.
 

@@ -563,9 +563,9 @@ EXERCISES = {
         "padding (mask 0) pays nothing. The score goes on the LAST real token of each row only, on top of its\n"
         "penalty: responses are right-padded, so find that index from the mask."),
     "ppo_iteration": Exercise("08", _ref_ppo_iteration, lambda rng: [],
-        "Follow the loop's order: rollout, scores, reference log-probs and old values, KL-shaped rewards,\n"
-        "advantages (GAE, then whitening), the PPO update. Each piece is a function of rlhf_lib/rlhf.py;\n"
-        "use the batch's mask everywhere, and the current beta (an argument), not cfg.kl_coef.",
+        "Follow the loop's order: rollout, scores, reference log-probs (keep_logits=True) and old values,\n"
+        "KL-shaped rewards (+ sentence_shaping(...) if cfg.sentence_rewards), advantages (GAE, then whitening),\n"
+        "ppo_update(..., logits_ref). Use the batch's mask everywhere, and the current beta, not cfg.kl_coef.",
         compare=_compare_ppo_iteration),
     "adaptive_beta": Exercise("08", _ref_adaptive_beta,
         lambda rng: [(0.2, kl, 3.0, 64, 2000) for kl in (0.5, 2.9, 3.0, 3.3, 12.0)] + [(0.05, 1.0, 6.0, 512, 10_000)],

@@ -342,16 +342,18 @@ def adaptive_beta(beta, kl, target, n, horizon):
 
 def ppo_iteration(setup, prompts, beta):
     from rlhf_lib.rlhf import (Iteration, advantages_and_returns, kl_shaped_rewards, ppo_update, reference_logprobs,
-                               rollout, score_responses, value_estimates)
+                               rollout, score_responses, sentence_shaping, value_estimates)
 
     cfg = setup.cfg
     batch = rollout(setup.model.lm, setup.tokenizer, prompts, cfg, setup.sampler)  # 1. sample, keep log-probs
     score = score_responses(setup.score_fn, batch, cfg.unfinished_penalty)  # 2. score them ...
-    logp_ref = reference_logprobs(setup.reference, batch, cfg.temperature)  # ... ask the reference ...
+    logp_ref, logits_ref = reference_logprobs(setup.reference, batch, cfg.temperature, keep_logits=True)  # ... ask the reference ...
     values = value_estimates(setup.model, batch, cfg.temperature)  # ... and the value head, before any update
     rewards = kl_shaped_rewards(score, batch.logp, logp_ref, batch.mask, beta)  # 3. per-token rewards
+    if cfg.sentence_rewards:  # ... each sentence paid as it ends; the row still sums to the score
+        rewards = rewards + sentence_shaping(setup.score_fn, setup.tokenizer, batch)
     advantages, returns = advantages_and_returns(rewards, values, batch.mask, cfg.gamma, cfg.lam)  # 4. GAE
-    stats = ppo_update(setup, batch, advantages, returns, values)  # 5. epochs of clipped updates
+    stats = ppo_update(setup, batch, advantages, returns, values, logits_ref)  # 5. epochs of clipped updates
     return Iteration(batch, score, logp_ref, values, rewards, advantages, returns, stats)
 
 
