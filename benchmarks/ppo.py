@@ -8,7 +8,9 @@
 --task whole: the policy writes whole reviews to end-of-text (at most 64 tokens) from `whole_review_prompts()`
 (course prompts, other openings, nothing: 1:1:4), the reward is the shipped whole-review reward model, ours is
 `whole_review_config()` (the recipe: 85 iterations, about 285 s), each of TRL's trainers gets 285 s, and the
-final evaluation is 300 samples from the course prompts and 300 from the start of text. Otherwise as below.
+final evaluation is 300 samples from the course prompts and 300 from the start of text. Each batch's KL to the
+course model is measured too (for TRL from the ids it sampled, that time taken off its clock), and the time to
+the target is also reported counting only batches at no more KL than ours when we reached it. Otherwise as below.
 
 The task for all three: the shipped course model writes the rest of a course prompt's sentence (stop at
 "." / "!" / end-of-text, at most 32 tokens); the reward is the shipped reward model's normalised score
@@ -42,6 +44,8 @@ from rlhf_lib.reviews import PROMPTS, is_grammatical
 from rlhf_lib.reward_model import load_reward_model, score_texts
 from rlhf_lib.rlhf import RLHFConfig, evaluate_policy, review_metrics, train_rlhf
 
+from preference_methods import rollout_kl  # a script beside this one: the KL of TRL's sampled ids
+
 ROOT = Path(__file__).resolve().parents[1]
 REWARD_MODEL = ROOT / "assets" / "reward_model"
 TARGET = 0.9  # time to reach: mean gold positive rate of the last 3 batches
@@ -53,12 +57,15 @@ TASKS = {
 }
 
 
-def time_to_target(curve):
-    """Seconds until the mean of the last 3 batches' gold positive rate first reaches TARGET."""
+def time_to_target(curve, max_kl: float | None = None):
+    """(seconds, KL then): the first time the mean of the last 3 batches' gold positive rate reaches TARGET,
+    with their mean KL at most max_kl if given (curves with a "kl"); (None, None) if never."""
     for i in range(2, len(curve)):
-        if np.mean([c["gold_positive"] for c in curve[i - 2 : i + 1]]) >= TARGET:
-            return round(curve[i]["seconds"], 1)
-    return None
+        last = curve[i - 2 : i + 1]
+        kl = float(np.mean([c["kl"] for c in last])) if "kl" in curve[i] else None
+        if np.mean([c["gold_positive"] for c in last]) >= TARGET and (max_kl is None or kl <= max_kl):
+            return round(curve[i]["seconds"], 1), kl
+    return None, None
 
 
 def task_prompts(task: str, n: int) -> list[str]:
@@ -76,7 +83,7 @@ def run_ours(reward, task: str = "sentence"):
     result = train_rlhf(policy, tok, *reward, reference, cfg, progress=False, metrics=review_metrics,
                         prompts=task_prompts(task, 4096))
     curve = [dict(seconds=h["seconds"], gold_positive=h["gold_positive"], grammatical=h["grammatical"],
-                  score=h["score"]) for h in result.history]
+                  score=h["score"], kl=h["kl_k1"]) for h in result.history]
     return policy, curve, result.seconds
 
 
@@ -93,7 +100,8 @@ def run_trl(kind: str, reward, task: str = "sentence"):
     model.generation_config.pad_token_id = tok.pad_token_id
     bos = tok.decode([tok.bos_token_id])
     prompts = Dataset.from_dict({"prompt": [bos + p for p in task_prompts(task, 64 * 400)]})
-    curve, start = [], [None]
+    curve, start, trainer = [], [None], None
+    reference = AutoModelForCausalLM.from_pretrained(COURSE_MODEL).eval() if task == "whole" else None
 
     def reward_fn(prompts, completions, completion_ids=None, **kwargs):
         texts = [p[len(bos):] + c for p, c in zip(prompts, completions)]
@@ -104,8 +112,13 @@ def run_trl(kind: str, reward, task: str = "sentence"):
             finished = np.array([bool(ids) and ids[-1] in stops for ids in completion_ids])
         gold = gold_sentiment(texts)
         if start[0] is not None:
-            curve.append(dict(seconds=time.perf_counter() - start[0], gold_positive=float((gold > POSITIVE_THRESHOLD).mean()),
-                              grammatical=float(np.mean([is_grammatical(t) for t in texts])), score=float(score.mean())))
+            now = time.perf_counter()
+            point = dict(seconds=now - start[0], gold_positive=float((gold > POSITIVE_THRESHOLD).mean()),
+                         grammatical=float(np.mean([is_grammatical(t) for t in texts])), score=float(score.mean()))
+            if reference is not None:  # whole reviews: this batch's KL (k1 per review), its time off TRL's clock
+                point["kl"] = rollout_kl(trainer.model, reference, tok, [p[len(bos):] for p in prompts], completion_ids)
+                start[0] += time.perf_counter() - now
+            curve.append(point)
         return (score - 1.0 * ~finished).tolist()
 
     class Budget(TrainerCallback):
@@ -126,7 +139,7 @@ def run_trl(kind: str, reward, task: str = "sentence"):
         trainer = RLOOTrainer(model=model, reward_funcs=reward_fn, train_dataset=prompts, processing_class=tok,
                               args=RLOOConfig(num_generations=2, **common), callbacks=[Budget()])
     trainer.train()
-    return trainer.model.eval(), curve, time.perf_counter() - start[0]
+    return trainer.model.eval(), curve, time.perf_counter() - start[0]  # the measuring already taken off
 
 
 def final_figures(model, reference, tok, reward, task: str) -> dict:
@@ -148,11 +161,17 @@ def main(task: str = "sentence"):
     reward = load_reward_model(settings["reward_model"])
     reference, tok = load_model()
     results, curves = {}, {}
+    ours_kl = None  # ours' KL when it reached the target: the others must reach it at no more (whole reviews)
     for name, runner in (("ours (PPO)", lambda: run_ours(reward, task)), ("TRL RLOO", lambda: run_trl("RLOO", reward, task)),
                          ("TRL GRPO", lambda: run_trl("GRPO", reward, task))):
         model, curve, seconds = runner()
-        results[name] = dict(training_seconds=round(seconds, 1), seconds_to_90pct_positive=time_to_target(curve),
+        reached, kl_then = time_to_target(curve)
+        results[name] = dict(training_seconds=round(seconds, 1), seconds_to_90pct_positive=reached,
+                             kl_then=None if kl_then is None else round(kl_then, 2),
                              batches=len(curve), **final_figures(model, reference, tok, reward, task))
+        if task == "whole":
+            ours_kl = kl_then if ours_kl is None else ours_kl
+            results[name]["seconds_to_90pct_at_our_kl"] = time_to_target(curve, ours_kl)[0]
         curves[name] = curve
         print(name, json.dumps(results[name]))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
