@@ -36,7 +36,6 @@ def main():
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cartpole.json")
     parser.add_argument("--figure", type=Path, default=ROOT / "assets" / "figures" / "03_ppo_vs_reinforce.png")
     args = parser.parse_args()
-    torch.set_num_threads(2)
 
     runs = {"PPO": [], "REINFORCE (value baseline)": []}
     rows = []

@@ -78,7 +78,6 @@ def main(argv=None):
         return plot(load_results())
     weights = (tuple(float(w) for w in args.start_weights.split(",")) if args.start_weights
                else (1.0, 1.0, 1.0) if args.plain else WHOLE_REVIEW_START_WEIGHTS)
-    torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     cfg = whole_review_config(plain=args.plain, **{k: parse_value(v) for k, v in (s.split("=", 1) for s in args.settings)})
     reward = load_reward_model(args.reward_model)
     policy, tok = load_model()

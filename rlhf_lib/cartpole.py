@@ -15,7 +15,6 @@ the training log are shared with REINFORCE (`rlhf_lib/policy_gradient.py`).
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from collections.abc import Callable
 
@@ -27,6 +26,7 @@ from rlhf_lib.ppo import (
     approx_kl, clip_fraction, clipped_surrogate, entropy_from_logits, explained_variance, gae, value_loss, whiten,
 )
 from rlhf_lib.runtime import check_count, check_positive, check_probability
+from rlhf_lib.threads import fixed
 
 OBS_DIM, N_ACTIONS = 4, 2  # CartPole: cart position and velocity, pole angle and angular velocity; push left / right
 
@@ -140,19 +140,13 @@ def make_envs(n: int, seed: int):
     return envs, obs
 
 
-@contextmanager
 def one_thread():
-    """Run torch on one thread inside the block, then restore the setting.
+    """Run torch on one thread inside the block, then share the cores again (`rlhf_lib/threads.py`).
 
     CartPole's networks are tiny: a second thread only adds waiting. On a busy 2-core machine, PPO on
     one thread ran 30 times faster than on two. Results are the same: no op here is big enough to split.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return fixed(1)
 
 
 # ---- the pieces of one PPO iteration

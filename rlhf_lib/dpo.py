@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from rlhf_lib.lm import encode_prompts, logprobs_of
 from rlhf_lib.runtime import check_count, check_positive
+from rlhf_lib.threads import share_cores
 
 LOSS_TYPES = ("sigmoid", "ipo", "robust")
 
@@ -289,6 +290,7 @@ def train_dpo(policy, reference, tokenizer, pairs_or_records, cfg: DPOConfig | N
     for epoch in range(cfg.epochs):
         perm = torch.randperm(len(train_idx), generator=shuffler).tolist()
         for b in range(steps_per_epoch):
+            share_cores()
             idx = [train_idx[i] for i in perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
             loss, r_c, r_r, nll = _pair_step(policy, tokenizer, pairs, idx, ref, cfg, loss_fn)
             for group in opt.param_groups:

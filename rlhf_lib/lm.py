@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from rlhf_lib.runtime import check_count, check_positive
+from rlhf_lib.threads import share_cores
 
 COURSE_MODEL = Path(__file__).resolve().parents[1] / "assets" / "model"
 
@@ -250,6 +251,7 @@ def sample(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, tempe
     tokens, logps = [], []
     done = torch.zeros(B, dtype=torch.bool, device=device)
     for step in range(max_new_tokens):
+        share_cores()  # cheap: it looks at the other processes at most once a second
         out = model(input_ids=inputs, attention_mask=mask, position_ids=positions, past_key_values=past, use_cache=True)
         past = out.past_key_values
         logp_all = (out.logits[:, -1].float() / temperature).log_softmax(-1)  # (B, V)

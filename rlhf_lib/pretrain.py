@@ -24,6 +24,7 @@ import torch
 
 from rlhf_lib.reviews import generate_reviews
 from rlhf_lib.runtime import check_count, check_positive, set_seed
+from rlhf_lib.threads import share_cores
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -158,6 +159,7 @@ def pretrain(cfg: PretrainConfig | None = None, progress: bool = True) -> Pretra
     result = PretrainResult(model, tokenizer, corpus_tokens=int(train_blocks[:, :-1].numel()))
     model.train()
     for step in tqdm(range(cfg.steps), desc="pretraining", disable=not progress):
+        share_cores()
         idx = torch.randint(len(train_blocks), (cfg.batch_size,), generator=gen)
         batch = train_blocks[idx]  # (B, block_size + 1)
         logits = model(batch[:, :-1]).logits  # (B, T, V)

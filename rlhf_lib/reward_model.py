@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from rlhf_lib.lm import COURSE_MODEL, check_fits, check_model_source, position_ids_from_mask
 from rlhf_lib.runtime import check_count, check_positive
+from rlhf_lib.threads import share_cores
 
 
 POOLINGS = ("last", "sum")
@@ -210,6 +211,7 @@ def train_reward_model(model, tokenizer, pairs: list[dict], cfg: RewardConfig | 
                "text of pair half", extra=2)
     for _ in range(cfg.epochs):
         for indices in _batches(lengths, cfg.batch_size, steps_per_epoch, cfg.group_by_length, gen):
+            share_cores()
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * min((step + 1) / cfg.warmup, 1.0 - step / total)
             loss, r_chosen, r_rejected = step_fn(model, tokenizer, [pairs[i] for i in indices], opt)

@@ -52,6 +52,7 @@ from rlhf_lib.checkpoint import load_checkpoint, save_checkpoint
 from rlhf_lib.lm import Samples, position_ids_from_mask, response_logits, sample, token_kl
 from rlhf_lib.ppo import approx_kl, clip_fraction, clipped_surrogate, entropy_from_logits, explained_variance, gae, \
     masked_mean, value_loss, whiten
+from rlhf_lib.threads import share_cores
 from rlhf_lib.runtime import check_count, check_finite_fields, check_optional_positive, check_positive, \
     check_probability
 
@@ -698,6 +699,7 @@ def train_rlhf(policy_lm, tokenizer, reward_model, reward_tokenizer, reference, 
     bar = tqdm(range(start_iteration, cfg.iterations), desc="PPO-RLHF", disable=not progress or rank != 0,
                initial=start_iteration, total=cfg.iterations)
     for iteration in bar:
+        share_cores()  # a fair share of the cores, re-checked every iteration (rlhf_lib/threads.py)
         for group in setup.opt.param_groups:  # anneal the learning rate to 0, or hold it
             group["lr"] = cfg.lr * group["scale"] * (1.0 - iteration / cfg.iterations if cfg.lr_schedule == "linear"
                                                      else 1.0)

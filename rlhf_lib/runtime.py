@@ -28,6 +28,9 @@ def set_seed(seed: int) -> None:
     except ImportError:  # the tabular notebooks do not need torch
         return
     torch.manual_seed(seed)  # also seeds every CUDA device
+    from rlhf_lib.threads import share_cores
+
+    share_cores(force=True)  # a fair share of the cores before the first cell computes (rlhf_lib/threads.py)
 
 
 def is_fast() -> bool:
@@ -110,7 +113,9 @@ def environment_report(packages=REQUIRED_PACKAGES) -> dict:
     try:
         import torch
 
-        report["torch threads"] = torch.get_num_threads()
+        from rlhf_lib.threads import share_cores, usable_cores
+
+        report["torch threads"] = f"{share_cores(force=True)} of {usable_cores()} cores (shared with busy torch processes)"
         report["GPU"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU is enough)"
     except ImportError:
         pass

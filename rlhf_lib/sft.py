@@ -20,6 +20,7 @@ import torch
 from rlhf_lib.evaluate import gold_sentiment
 from rlhf_lib.reviews import PROMPTS, generate_review
 from rlhf_lib.runtime import check_count, check_positive
+from rlhf_lib.threads import share_cores
 
 REQUIRED_FIELDS = ("prompt", "completion")
 
@@ -168,6 +169,7 @@ def sft(model, tokenizer, demonstrations, cfg: SFTConfig | None = None, progress
         order = torch.randperm(len(demos), generator=gen).tolist()
         for b in range(steps_per_epoch):
             batch = [demos[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+            share_cores()
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
             loss = float(step_fn(model, tokenizer, batch, opt))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rlhf_lib.reviews import PROMPTS, generate_review, render_raw, sentences, tokenize
 from rlhf_lib.runtime import check_count, check_positive
+from rlhf_lib.threads import share_cores
 
 START_KINDS = ("course", "language", "empty")
 
@@ -202,6 +203,7 @@ def train_on_groups(model, tokenizer, groups: list[list[dict]], cfg=None, groups
     for _ in range(cfg.epochs):
         order = torch.randperm(len(groups), generator=gen).tolist()
         for b in range(steps_per_epoch):
+            share_cores()
             pairs = [p for g in order[b * groups_per_batch : (b + 1) * groups_per_batch] for p in groups[g]]
             index: dict[str, int] = {}
             for p in pairs:

@@ -12,16 +12,15 @@ import torch
 
 from rlhf_lib.dpo import DPOConfig, as_pairs, dpo_loss, encode_completions, sequence_logps, train_dpo
 from rlhf_lib.lm import load_model
+from rlhf_lib.threads import fixed
 
 LABELS = "assets/reward_model/labels.jsonl"
 
 
 @pytest.fixture(scope="module")
 def lm():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: one thread is as fast, and on a busy machine far faster
-    yield load_model()
-    torch.set_num_threads(threads)
+    with fixed(1):  # a tiny model: one thread is as fast, and on a busy machine far faster
+        yield load_model()
 
 
 # ---- log-probabilities of given completions

@@ -12,6 +12,7 @@ from rlhf_lib.evaluate import gold_sentiment
 from rlhf_lib.goodhart import (BROKEN, Snapshots, bon_pools, checkpoint_curve, gold_metrics, gold_peak, gold_scores,
                                pools_base, up_to_the_turn)
 from rlhf_lib.reviews import is_grammatical
+from rlhf_lib.threads import fixed
 
 
 def test_gold_is_vader_for_fluent_reviews_and_the_floor_for_broken_ones():
@@ -76,8 +77,8 @@ def course():
     from rlhf_lib.reward_model import load_reward_model
     from rlhf_lib.whole_reviews import WHOLE_REVIEW_REWARD_MODEL
 
-    torch.set_num_threads(1)
-    return load_model(), load_reward_model(WHOLE_REVIEW_REWARD_MODEL)
+    with fixed(1):
+        yield load_model(), load_reward_model(WHOLE_REVIEW_REWARD_MODEL)
 
 
 def test_bon_pools_score_each_review_with_proxy_and_gold(course):
