@@ -21,15 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-import torch.nn as nn
 
 from rlhf_lib.group_advantages import (AGGREGATIONS, SCALES, aggregate, grpo_advantages, grpo_token_loss,
                                        kl_in_reward, rloo_advantages)
-from rlhf_lib.ppo import approx_kl, clip_fraction, entropy_from_logits, masked_mean
-from rlhf_lib.rlhf import (Iteration, RLHFSetup, Rollout, anchor_losses, gather_logp, kl_shaped_rewards,
-                           reference_logprobs, rollout, score_responses)
+from rlhf_lib.rlhf import (Iteration, RLHFSetup, Rollout, kl_shaped_rewards, minibatch_updates, reference_logprobs,
+                           rollout, score_responses)
 
 METHODS = ("rloo", "grpo")
 KL_PLACES = ("reward", "loss")
@@ -66,39 +63,21 @@ def sequence_advantages(rewards: torch.Tensor, k: int, ccfg: CriticFreeConfig) -
 
 
 def group_update(setup: RLHFSetup, batch: Rollout, advantages: torch.Tensor, logp_ref: torch.Tensor, beta: float,
-                 ccfg: CriticFreeConfig) -> dict:
-    """cfg.epochs passes of cfg.minibatches minibatches over the rollout: the clipped surrogate with one
-    advantage (B,) per response, + beta * k3 KL to the reference (B, R) per token when ccfg.kl == "loss",
-    aggregated as ccfg.aggregation (+ `anchor_losses`: PPO-ptx and the exact KL, as in `ppo_update`); gradients clipped. Returns the update's mean figures, as `ppo_update`."""
-    cfg, device, opt = setup.cfg, setup.device, setup.opt
-    ids = batch.ids(device)
-    mask, logp_old_all, adv, ref = (x.to(device) for x in (batch.mask, batch.logp, advantages, logp_ref))
+                 ccfg: CriticFreeConfig, logits_ref: torch.Tensor | None = None) -> dict:
+    """The critic-free update, on PPO's minibatch loop (`rlhf.minibatch_updates`): the clipped surrogate with
+    one advantage (B,) per response, + beta * k3 KL to the reference (B, R) per token when ccfg.kl == "loss",
+    aggregated as ccfg.aggregation (+ the anchors of `anchor_losses`, reading the rollout's reference logits
+    when given). Returns the update's mean figures, as `ppo_update` (value_loss 0: no critic)."""
+    cfg, device = setup.cfg, setup.device
+    adv, ref = advantages.to(device), logp_ref.to(device)
     kl_beta = beta if ccfg.kl == "loss" else 0.0
-    B = len(batch.texts)
-    mb = B // cfg.minibatches
-    stats, first_ratio_gap = [], None
-    for epoch in range(cfg.epochs):
-        order = torch.randperm(B, generator=setup.shuffler)
-        for j in range(cfg.minibatches):
-            idx = order[j * mb : (j + 1) * mb].to(device)
-            m, logp_old = mask[idx], logp_old_all[idx]
-            logits, _ = setup.wrapped(*(t[idx] for t in ids), temperature=cfg.temperature)  # (b, R, V)
-            logp = gather_logp(logits, ids[2][idx])  # (b, R)
-            if first_ratio_gap is None:
-                first_ratio_gap = float(((logp.detach() - logp_old).abs() * m).max())
-            per_token = grpo_token_loss(logp, logp_old, adv[idx], cfg.clip_eps, ref[idx], kl_beta)  # (b, R)
-            loss = aggregate(per_token, m, ccfg.aggregation, max_length=cfg.max_new_tokens)
-            loss = loss + anchor_losses(setup, [t[idx] for t in ids], logits, m)[0]  # ptx, exact KL: as `ppo_update`
-            opt.zero_grad()
-            (setup.accelerator.backward(loss) if setup.accelerator else loss.backward())
-            nn.utils.clip_grad_norm_(setup.model.parameters(), cfg.max_grad_norm)
-            opt.step()
-            with torch.no_grad():
-                stats.append([float(loss), float(masked_mean(entropy_from_logits(logits), m)),
-                              float(approx_kl(logp, logp_old, m)), float(clip_fraction(logp, logp_old, cfg.clip_eps, m))])
-    means = np.mean(stats, axis=0)
-    return dict(zip(("policy_loss", "entropy", "approx_kl", "clip_fraction"), means), value_loss=0.0,
-                first_ratio_gap=first_ratio_gap)
+
+    def loss(idx, logp, logp_old, values, m):
+        per_token = grpo_token_loss(logp, logp_old, adv[idx], cfg.clip_eps, ref[idx], kl_beta)  # (b, R)
+        total = aggregate(per_token, m, ccfg.aggregation, max_length=cfg.max_new_tokens)
+        return total, {"policy_loss": total}
+
+    return {**minibatch_updates(setup, batch, loss, logits_ref), "value_loss": 0.0}
 
 
 def critic_free_iteration(ccfg: CriticFreeConfig | None = None, advantage_fn=None):
@@ -118,13 +97,14 @@ def critic_free_iteration(ccfg: CriticFreeConfig | None = None, advantage_fn=Non
                              "RLHFConfig.sentence_rewards is for PPO's per-token credit; set it to False")
         batch = rollout(setup.model.lm, setup.tokenizer, prompts, cfg, setup.sampler)
         score = score_responses(setup.score_fn, batch, cfg.unfinished_penalty)  # (B,)
-        logp_ref = reference_logprobs(setup.reference, batch, cfg.temperature)  # (B, R)
+        logp_ref, logits_ref = reference_logprobs(setup.reference, batch, cfg.temperature, keep_logits=True)
+        logits_ref = logits_ref if cfg.reads_reference_logits else None  # kept for the anchors: one pass a rollout
         reward = score
         if ccfg.kl == "reward":
             reward, _ = kl_in_reward(score, batch.logp, logp_ref, batch.mask, beta)
         advantages = (advantage_fn or (lambda r, k: sequence_advantages(r, k, ccfg)))(reward, k)  # (B,)
         advantages = torch.as_tensor(advantages, dtype=torch.float32)
-        stats = group_update(setup, batch, advantages, logp_ref, beta, ccfg)
+        stats = group_update(setup, batch, advantages, logp_ref, beta, ccfg, logits_ref)
         zeros = torch.zeros_like(batch.mask)  # no critic: no values, no value targets
         shaped = kl_shaped_rewards(score, batch.logp, logp_ref, batch.mask, beta if ccfg.kl == "reward" else 0.0)
         return Iteration(batch, score, logp_ref, zeros, shaped, advantages[:, None] * batch.mask, zeros, stats)

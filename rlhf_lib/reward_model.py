@@ -30,7 +30,8 @@ from rlhf_lib.runtime import check_count, check_positive
 from rlhf_lib.threads import share_cores
 
 
-POOLINGS = ("last", "sum")
+POOLINGS = ("last", "sum", "mean")
+"""how the head's per-token scores become one reward (`raw_rewards`)"""
 
 
 def make_reward_model(base: str | Path | None = None, pooling: str = "last", seed: int | None = None):
@@ -39,7 +40,8 @@ def make_reward_model(base: str | Path | None = None, pooling: str = "last", see
 
     pooling="last": the head reads the hidden state of the last real token (the usual reward model).
     pooling="sum": the head scores every token and the reward is the sum over the real tokens; this
-    suits a taste that adds up word scores, as VADER's does (notebook 07 compares the two)."""
+    suits a taste that adds up word scores, as VADER's does (notebook 07 compares the two).
+    pooling="mean": the same per-token scores averaged over the real tokens."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -102,11 +104,16 @@ def last_token_index(mask: torch.Tensor) -> torch.Tensor:
 
 
 def raw_rewards(model, ids, mask) -> torch.Tensor:
-    """(B,) the head's output at the last real token, or summed over real tokens (not normalised)."""
+    """(B,) the head's output under the model's `reward_pooling` (not normalised): at the last real token
+    ("last"), or its per-token scores summed ("sum") or averaged ("mean") over the real tokens."""
+    pooling = getattr(model.config, "reward_pooling", "last")
+    if pooling not in POOLINGS:
+        raise ValueError(f"the reward model's config says reward_pooling={pooling!r}; known: {POOLINGS}")
     hidden = model.transformer(input_ids=ids, attention_mask=mask,
                                position_ids=position_ids_from_mask(mask)).last_hidden_state  # (B, T, d)
-    if getattr(model.config, "reward_pooling", "last") == "sum":
-        return (model.score(hidden).squeeze(-1) * mask).sum(-1)  # (B, T) -> (B,)
+    if pooling != "last":
+        total = (model.score(hidden).squeeze(-1) * mask).sum(-1)  # (B, T) -> (B,)
+        return total if pooling == "sum" else total / mask.sum(-1)
     last = hidden[torch.arange(len(ids)), last_token_index(mask)]  # (B, d)
     return model.score(last).squeeze(-1)
 

@@ -495,21 +495,24 @@ def anchor_losses(setup: RLHFSetup, ids: list[torch.Tensor], logits: torch.Tenso
     return total, figures
 
 
-def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values, logits_ref=None) -> dict:
-    """cfg.epochs passes of cfg.minibatches minibatches over the rollout: clipped policy loss + vf_coef x
-    clipped value loss (+ `anchor_losses`: PPO-ptx, the exact KL and the implausible-token penalty, when on),
-    gradients clipped. advantages, returns, values (before the update): (B, R); logits_ref: the reference's
-    (B, R, V) logits of the rollout when kept (otherwise each minibatch that needs them computes its own).
-    Returns the mean over minibatches of policy_loss, value_loss, entropy, approx_kl, clip_fraction, ptx_loss,
-    kl_loss and implausible (each only when on), and
-    first_ratio_gap: max |logp - logp_old| in the first minibatch (0 up to rounding: the ratio starts at 1)."""
+def minibatch_updates(setup: RLHFSetup, batch: Rollout, policy_loss: Callable, logits_ref=None) -> dict:
+    """The update loop that PPO and the critic-free trainers share: cfg.epochs passes of cfg.minibatches
+    shuffled minibatches over the rollout, each one forward pass of the policy, its loss, one clipped step.
+
+    policy_loss(idx, logp, logp_old, values, mask) -> (loss, figures): the method's own loss on the minibatch
+    `idx` (rows of the rollout), from the policy's log-probs logp (b, R) and values (b, R) now, the rollout's
+    logp_old (b, R) and the response mask (b, R); figures: {name: scalar tensor}. `anchor_losses` (PPO-ptx, the
+    exact KL, the implausible-token penalty) are added to every method's loss; they read the rollout's
+    reference logits (B, R, V) when given, so the reference runs once a rollout, not once a minibatch.
+    Returns the mean over minibatches of the method's figures, entropy, approx_kl, clip_fraction and the
+    anchors' (each only when on), and first_ratio_gap: max |logp - logp_old| in the first minibatch (0 up to
+    rounding: the ratio starts at 1)."""
     cfg, device, opt = setup.cfg, setup.device, setup.opt
     ids = batch.ids(device)
-    mask, logp_old_all, adv, ret, values_old_all = (x.to(device) for x in (batch.mask, batch.logp, advantages,
-                                                                            returns, values))
+    mask, logp_old_all = batch.mask.to(device), batch.logp.to(device)
     B = len(batch.texts)
     mb = B // cfg.minibatches
-    stats, first_ratio_gap = [], None
+    rows, names, first_ratio_gap = [], None, None
     for epoch in range(cfg.epochs):
         order = torch.randperm(B, generator=setup.shuffler)
         for k in range(cfg.minibatches):
@@ -519,9 +522,7 @@ def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values, lo
             logp = gather_logp(logits, ids[2][idx])  # (b, R)
             if first_ratio_gap is None:
                 first_ratio_gap = float(((logp.detach() - logp_old).abs() * m).max())
-            pg_loss = clipped_surrogate(logp, logp_old, adv[idx], cfg.clip_eps, m)
-            v_loss = value_loss(v, ret[idx], values_old_all[idx], cfg.value_clip_eps, m)
-            loss = pg_loss + cfg.vf_coef * v_loss
+            loss, figures = policy_loss(idx, logp, logp_old, v, m)
             anchor, anchors = anchor_losses(setup, [t[idx] for t in ids], logits, m,
                                             None if logits_ref is None else logits_ref[idx])
             loss = loss + anchor
@@ -530,12 +531,29 @@ def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values, lo
             nn.utils.clip_grad_norm_(setup.model.parameters(), cfg.max_grad_norm)
             opt.step()
             with torch.no_grad():
-                stats.append([float(pg_loss), float(v_loss), float(masked_mean(entropy_from_logits(logits), m)),
-                              float(approx_kl(logp, logp_old, m)), float(clip_fraction(logp, logp_old, cfg.clip_eps, m))]
-                             + [float(v) for v in anchors.values()])
-    means = np.mean(stats, axis=0)
-    names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", *anchors)
-    return dict(zip(names, means), first_ratio_gap=first_ratio_gap)
+                figures = {**figures, "entropy": masked_mean(entropy_from_logits(logits), m),
+                           "approx_kl": approx_kl(logp, logp_old, m),
+                           "clip_fraction": clip_fraction(logp, logp_old, cfg.clip_eps, m), **anchors}
+                names = names or list(figures)
+                rows.append([float(figures[name]) for name in names])
+    return dict(zip(names, np.mean(rows, axis=0)), first_ratio_gap=first_ratio_gap)
+
+
+def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values, logits_ref=None) -> dict:
+    """PPO's update (`minibatch_updates`): the clipped policy loss + vf_coef x the clipped value loss on each
+    minibatch (+ the anchors, when on). advantages, returns, values (before the update): (B, R); logits_ref: the
+    reference's (B, R, V) logits of the rollout when kept (otherwise each minibatch that needs them computes
+    its own). Returns the mean over minibatches of policy_loss, value_loss, entropy, approx_kl, clip_fraction
+    (and ptx_loss, kl_loss, implausible when on), and first_ratio_gap."""
+    cfg, device = setup.cfg, setup.device
+    adv, ret, values_old = (x.to(device) for x in (advantages, returns, values))
+
+    def loss(idx, logp, logp_old, v, m):
+        pg_loss = clipped_surrogate(logp, logp_old, adv[idx], cfg.clip_eps, m)
+        v_loss = value_loss(v, ret[idx], values_old[idx], cfg.value_clip_eps, m)
+        return pg_loss + cfg.vf_coef * v_loss, {"policy_loss": pg_loss, "value_loss": v_loss}
+
+    return minibatch_updates(setup, batch, loss, logits_ref)
 
 
 # ---- one iteration

@@ -119,9 +119,6 @@ def sample_whole_pairs(model, tokenizer, n: int, starts: list[str] | None = None
 
 # ---- reward models on groups of whole reviews
 
-POOLINGS = ("last", "sum", "mean")
-
-
 def label_groups(annotator, groups: list[tuple[str, list[str]]]) -> list[list[dict]]:
     """Every pair within each group of completions for one prompt, judged by `annotator` (anything with
     .compare(prompt, a, b)): one list of {"prompt", "chosen", "rejected"} per group, ties left out.
@@ -140,21 +137,6 @@ def label_groups(annotator, groups: list[tuple[str, list[str]]]) -> list[list[di
                     pairs.append(dict(prompt=prompt, chosen=chosen, rejected=rejected))
         out.append(pairs)
     return out
-
-
-def pooled_rewards(model, ids, mask):
-    """(B,) raw rewards under the model's `reward_pooling`: "last" and "sum" as in
-    `rlhf_lib.reward_model.raw_rewards`, "mean" the head's per-token scores averaged over real tokens."""
-    from rlhf_lib.lm import position_ids_from_mask
-    from rlhf_lib.reward_model import raw_rewards
-
-    pooling = getattr(model.config, "reward_pooling", "last")
-    if pooling != "mean":
-        return raw_rewards(model, ids, mask)
-    hidden = model.transformer(input_ids=ids, attention_mask=mask,
-                               position_ids=position_ids_from_mask(mask)).last_hidden_state  # (B, T, d)
-    scores = model.score(hidden).squeeze(-1)  # (B, T)
-    return (scores * mask).sum(-1) / mask.sum(-1)
 
 
 def zero_head(model):
@@ -183,7 +165,7 @@ def train_on_groups(model, tokenizer, groups: list[list[dict]], cfg=None, groups
     import torch
     from tqdm.auto import tqdm
 
-    from rlhf_lib.reward_model import RewardConfig, RewardResult, bradley_terry_loss, encode
+    from rlhf_lib.reward_model import RewardConfig, RewardResult, bradley_terry_loss, encode, raw_rewards
 
     cfg = cfg or RewardConfig()
     check_count("groups_per_batch", groups_per_batch)
@@ -209,7 +191,7 @@ def train_on_groups(model, tokenizer, groups: list[list[dict]], cfg=None, groups
             for p in pairs:
                 for text in (p["prompt"] + p["chosen"], p["prompt"] + p["rejected"]):
                     index.setdefault(text, len(index))
-            r = pooled_rewards(model, *encode(tokenizer, list(index)))  # (U,) one per distinct text
+            r = raw_rewards(model, *encode(tokenizer, list(index)))  # (U,) one per distinct text
             r_chosen = r[[index[p["prompt"] + p["chosen"]] for p in pairs]]  # (P,)
             r_rejected = r[[index[p["prompt"] + p["rejected"]] for p in pairs]]  # (P,)
             loss = bradley_terry_loss(r_chosen, r_rejected)
@@ -240,12 +222,12 @@ def gold_agreement(model, tokenizer, pairs: list[tuple[str, str, str]], batch_si
     import torch
 
     from rlhf_lib.evaluate import gold_sentiment
-    from rlhf_lib.reward_model import encode
+    from rlhf_lib.reward_model import encode, raw_rewards
 
     texts = [p + a for p, a, _ in pairs] + [p + b for p, _, b in pairs]
     model.eval()
     with torch.no_grad():
-        r = torch.cat([pooled_rewards(model, *encode(tokenizer, texts[i : i + batch_size]))
+        r = torch.cat([raw_rewards(model, *encode(tokenizer, texts[i : i + batch_size]))
                        for i in range(0, len(texts), batch_size)]).numpy()
     margin = r[: len(pairs)] - r[len(pairs) :]
     gold = gold_sentiment(texts)

@@ -90,6 +90,27 @@ def test_a_group_of_equal_rewards_changes_nothing():
     assert all(torch.equal(a, b.detach()) for a, b in zip(w0, policy.parameters()))
 
 
+@pytest.mark.parametrize("method", ["ppo", "rloo", "grpo"])
+def test_one_update_loop_reads_the_reference_once_a_rollout(method):
+    """PPO and the critic-free methods share one minibatch loop (`rlhf.minibatch_updates`). With the losses that
+    read the reference's logits on (the exact KL, the implausible-token penalty), the reference runs once a
+    rollout in every method: the critic-free copy of the loop once ran it again for every minibatch (5 passes
+    here) while PPO's had been changed to keep the rollout's logits."""
+    from rlhf_lib.rlhf import ppo_iteration
+
+    policy, tok = load_model()
+    reference = load_model()[0]
+    passes = []
+    reference.register_forward_hook(lambda module, args, out: passes.append(1))
+    cfg = RLHFConfig(batch_size=8, responses_per_prompt=4, minibatches=2, epochs=2, max_new_tokens=12,
+                     stop_at="sentence", kl_loss_coef=0.1, implausible_coef=1.0)
+    setup = make_setup(policy, tok, reference, length_score, cfg)
+    step = ppo_iteration if method == "ppo" else critic_free_iteration(CriticFreeConfig(method))
+    stats = step(setup, PROMPTS[:2], 0.1).stats
+    assert len(passes) == 1, f"{len(passes)} reference forward passes for one rollout"
+    assert stats["kl_loss"] >= 0 and 0 <= stats["implausible"] <= 1  # the anchors' figures, in every method
+
+
 def test_settings_are_checked_before_any_work():
     with pytest.raises(ValueError, match="method"):
         CriticFreeConfig("ppo")

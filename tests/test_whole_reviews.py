@@ -6,6 +6,7 @@ import itertools
 import math
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,9 +14,9 @@ import torch.nn.functional as F
 from rlhf_lib.evaluate import gold_sentiment
 from rlhf_lib.feedback import ScoreJudge
 from rlhf_lib.reviews import PROMPTS, generate_reviews, is_grammatical
-from rlhf_lib.reward_model import RewardConfig, encode, make_reward_model, pair_accuracy
+from rlhf_lib.reward_model import RewardConfig, encode, make_reward_model, pair_accuracy, raw_rewards, score_texts
 from rlhf_lib.whole_reviews import (
-    gold_agreement, label_groups, language_openings, pooled_rewards, review_starts, sample_whole_pairs,
+    gold_agreement, label_groups, language_openings, review_starts, sample_whole_pairs,
     train_on_groups, zero_head,
 )
 
@@ -101,10 +102,10 @@ def test_zero_head_starts_at_no_preference_and_still_learns(rm_no_dropout, pooli
     model.config.reward_pooling = pooling
     texts = ["The plot was good.", "I expected more. The music was dull, but the ending was lovely."]
     with torch.no_grad():
-        before = pooled_rewards(model, *encode(tok, texts))
+        before = raw_rewards(model, *encode(tok, texts))
         assert (before != 0).all()  # the fresh random head has an opinion
         zero_head(model)
-        after = pooled_rewards(model, *encode(tok, texts))
+        after = raw_rewards(model, *encode(tok, texts))
     assert torch.equal(after, torch.zeros(len(texts)))
     groups = [[dict(prompt="The plot was", chosen=" great.", rejected=" dull.")],
               [dict(prompt="", chosen="What a lovely film!", rejected="The ending was weak.")]]
@@ -131,11 +132,31 @@ def test_mean_pooling_ignores_padding(rm_no_dropout):
     model.config.reward_pooling = "mean"
     texts = ["The plot was good.", "I expected more. The music was dull, but the ending was lovely."]
     with torch.no_grad():
-        left = pooled_rewards(model, *encode(tok, texts, "left"))
-        right = pooled_rewards(model, *encode(tok, texts, "right"))
-        one = torch.cat([pooled_rewards(model, *encode(tok, [t])) for t in texts])
+        left = raw_rewards(model, *encode(tok, texts, "left"))
+        right = raw_rewards(model, *encode(tok, texts, "right"))
+        one = torch.cat([raw_rewards(model, *encode(tok, [t])) for t in texts])
     torch.testing.assert_close(left, one, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(right, one, rtol=1e-5, atol=1e-5)
+
+
+def test_a_mean_pooled_model_is_scored_as_it_is_trained(rm_no_dropout):
+    """Training (`train_on_groups`) and scoring (`score_texts`) read one pooling list: a mean-pooled model's
+    score is the mean of its head's per-token scores, computed here by hand (scoring once read "mean" as
+    "last", so a mean-pooled model was trained one way and scored another)."""
+    model, tok = rm_no_dropout
+    model.config.reward_pooling = "mean"
+    model.config.reward_mean, model.config.reward_std = 0.0, 1.0
+    texts = ["The plot was good.", "I expected more. The music was dull, but the ending was lovely."]
+    with torch.no_grad():
+        by_hand = []
+        for t in texts:
+            ids, _ = encode(tok, [t])
+            per_token = model.score(model.transformer(input_ids=ids).last_hidden_state).squeeze(-1)  # (1, T)
+            by_hand.append(float(per_token.mean()))
+    np.testing.assert_allclose(score_texts(model, tok, texts), by_hand, rtol=1e-5, atol=1e-6)
+    model.config.reward_pooling = "max"
+    with pytest.raises(ValueError, match="reward_pooling='max'"):
+        score_texts(model, tok, texts)
 
 
 def test_gold_agreement_equals_pair_accuracy(rm_no_dropout):
