@@ -11,3 +11,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # cell's progress bars, refreshed ten times a second, can push out its final message and fail the cell. Refresh
 # them every 2 seconds in the test suite (tests/test_notebooks.py causes the failure and shows this prevents it).
 os.environ.setdefault("TQDM_MININTERVAL", "2")
+
+
+def pytest_collection_modifyitems(items):
+    """Every notebook run is slow: `pytest -m "not slow"` is the contributors' quick lane."""
+    import pytest
+
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
