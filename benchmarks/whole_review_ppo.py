@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "whole_review_ppo.json"
 FIGURE = ROOT / "assets" / "figures" / "08_whole_review_tax.png"
 PLOTTED = ("ptx 0", "ptx 1 (budget 3", "ptx 3", "defaults", "ptx 1, budget 3 nats", "RLOO")
-"""the runs the figure shows (name prefixes); the table in benchmarks/README.md has them all"""
+"""the runs the figure shows (name prefixes); the tables in benchmarks/HISTORY.md have them all"""
 PLOTTED_AS = {
     "defaults: ptx 1, budget 2 nats, horizon 256, beta 0.3": "the plain setting: ptx 1, budget 2 nats, horizon 256",
     "third round: s0 nearest vlr30 warmup 40, sentence rewards": "third round: sentence rewards (seed 0)",
