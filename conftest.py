@@ -5,6 +5,8 @@ reaches the kernels (tests/test_notebooks.py::test_fast_setting_reaches_the_kern
 
 import os
 
+import pytest
+
 os.environ.setdefault("RLHF_FAST", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # nbval reads a cell's messages only after the cell ends, and the kernel's queue holds about two thousand: a long
@@ -13,10 +15,17 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TQDM_MININTERVAL", "2")
 
 
+@pytest.fixture
+def pinned_threads(monkeypatch):
+    """For a test that compares two runs bit for bit: torch's thread count pinned (RLHF_THREADS, which the
+    test's subprocesses inherit) so that a busy neighbour cannot change it between the runs."""
+    from rlhf_lib.threads import THREADS_ENV_VAR, usable_cores
+
+    monkeypatch.setenv(THREADS_ENV_VAR, str(usable_cores()))
+
+
 def pytest_collection_modifyitems(items):
     """Every notebook run is slow: `pytest -m "not slow"` is the contributors' quick lane."""
-    import pytest
-
     for item in items:
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.slow)

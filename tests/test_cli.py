@@ -253,6 +253,7 @@ def test_last_epoch_mean_by_hand():
     assert last_epoch_mean([0.25, 1.0], n_pairs=3, batch_size=8) == 1.0  # fewer pairs than a batch: 1 step
 
 
+@pytest.mark.usefixtures("pinned_threads")
 def test_reward_same_seed_same_weights_from_the_command_line(tmp_path, capsys):
     """The head must not depend on whatever ran before in the process: two runs, identical weights."""
     import torch
@@ -281,6 +282,7 @@ def test_reward_same_seed_same_weights_from_the_command_line(tmp_path, capsys):
         round(summaries[0]["train_accuracy_last_epoch"] * 8 * steps))  # a mean of steps x 8 pairs, not a sum / 10
 
 
+@pytest.mark.usefixtures("pinned_threads")
 def test_ppo_killed_then_resumed_matches_an_uninterrupted_run(tmp_path, capsys):
     import signal
     import time

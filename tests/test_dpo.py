@@ -222,6 +222,7 @@ def run(lm, pairs, **settings):
     return train_dpo(policy, reference, tok, pairs, cfg, progress=False), policy
 
 
+@pytest.mark.usefixtures("pinned_threads")
 def test_same_seed_same_numbers(lm):
     pairs = as_pairs(LABELS)[:48]  # 3 steps
     a, policy_a = run(lm, pairs, seed=0)
@@ -246,6 +247,7 @@ def test_too_few_pairs_for_a_batch(lm):
         train_dpo(model, model, tok, as_pairs(LABELS)[:10], DPOConfig(batch_size=32), progress=False)
 
 
+@pytest.mark.usefixtures("pinned_threads")
 def test_your_loss_plugged_in_trains_the_same_weights(lm):
     """Notebook 10's exercise: the revealed solution of `dpo_loss`, passed as loss_fn, gives the library's run."""
     from rlhf_lib import solutions

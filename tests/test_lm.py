@@ -128,6 +128,7 @@ def test_forced_minimum_length_keeps_the_unconstrained_logprobs():
     torch.testing.assert_close(logprobs_of(model, s), s.logp, atol=1e-5, rtol=0)
 
 
+@pytest.mark.usefixtures("pinned_threads")
 def test_same_seed_same_samples(tokenizer):
     model = tiny_model(tokenizer, 0)
     a = sample(model, tokenizer, PROMPTS, max_new_tokens=10, seed=5)

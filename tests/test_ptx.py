@@ -164,6 +164,7 @@ def test_implausible_mass_is_the_policys_probability_of_what_the_reference_almos
         RLHFConfig(implausible_coef=-1.0)
 
 
+@pytest.mark.usefixtures("pinned_threads")
 def test_the_references_logits_kept_from_the_rollout_give_the_same_update():
     """ppo_iteration keeps the reference's logits of the whole rollout for the exact KL and the implausible
     penalty; the same update with each minibatch computing its own from the reference gives the same figures

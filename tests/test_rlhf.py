@@ -157,6 +157,7 @@ def test_k1_kl_never_meaningfully_negative_while_the_policy_moves(reward):
     torch.testing.assert_close(logprobs_of(policy, s), s.logp, atol=1e-5, rtol=0)
 
 
+@pytest.mark.usefixtures("pinned_threads")
 def test_same_seed_same_numbers(reward):
     a, _ = run(reward)
     b, _ = run(reward)
@@ -172,6 +173,7 @@ RECIPE = dict(stop_at="text", sentence_rewards=True, implausible_coef=10.0, rewa
 """the whole-review recipe's options, on a small run whose KL crosses its (tiny) budget"""
 
 
+@pytest.mark.usefixtures("pinned_threads")
 @pytest.mark.parametrize("options", [{}, RECIPE], ids=["defaults", "whole-review recipe"])
 def test_resumed_run_matches_an_uninterrupted_one(reward, tmp_path, options):
     from transformers import AutoModelForCausalLM

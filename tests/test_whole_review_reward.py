@@ -115,6 +115,7 @@ def run(*args):
                           timeout=600)
 
 
+@pytest.mark.usefixtures("pinned_threads")
 def test_reward_command_defaults_to_whole_reviews_same_seed_same_numbers(tmp_path):
     from safetensors.torch import load_file
 
