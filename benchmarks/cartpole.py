@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from rlhf_lib.plotting import plot_learning_curves
 from rlhf_lib.cartpole import PPOConfig, train_ppo_cartpole
+from rlhf_lib.plotting import plot_learning_curves
 from rlhf_lib.policy_gradient import ReinforceConfig, train_reinforce_cartpole
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,9 +40,11 @@ def main():
     runs = {"PPO": [], "REINFORCE (value baseline)": []}
     rows = []
     for seed in range(args.seeds):
-        for name, train in (("PPO", lambda s: train_ppo_cartpole(PPOConfig(total_steps=args.steps, seed=s), progress=False)),
+        for name, train in (("PPO",
+                             lambda s: train_ppo_cartpole(PPOConfig(total_steps=args.steps, seed=s), progress=False)),
                             ("REINFORCE (value baseline)",
-                             lambda s: train_reinforce_cartpole(ReinforceConfig(total_steps=args.steps, seed=s), progress=False))):
+                             lambda s: train_reinforce_cartpole(ReinforceConfig(total_steps=args.steps, seed=s),
+                                                                progress=False))):
             log = train(seed)
             runs[name].append((log.episode_end_steps, log.episode_returns))
             row = dict(method=name, seed=seed, steps_to_475=log.steps_to_reach(475, 100),

@@ -54,10 +54,12 @@ def main():
                                    stop_at="text")
         rows[-1]["mass"] = {k: round(v, 4) for k, v in mass.items()}
         r = rows[-1]
-        print(setting, f"{r['seconds']:.0f} s", *(f"{w}: {r[w]['positive']:.1%} positive, {r[w]['grammatical']:.1%} "
-                                                  f"grammatical, KL {r[w]['kl_exact']:.2f}" for w in ("course", "empty")),
+        print(setting, f"{r['seconds']:.0f} s",
+              *(f"{w}: {r[w]['positive']:.1%} positive, {r[w]['grammatical']:.1%} "
+                f"grammatical, KL {r[w]['kl_exact']:.2f}" for w in ("course", "empty")),
               flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
     RESULTS.write_text(json.dumps(dict(
         date=str(date.today()), commit=commit, torch=torch.__version__,
         machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads", labels=len(labels),

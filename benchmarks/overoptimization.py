@@ -8,10 +8,10 @@ forms fitted, and their predicted gold peak checked on a longer run that the fit
 Proxies: whole-review reward models trained on 1,000, 4,000 and 16,000 labelled pairs (the same recipe,
 `goodhart.train_proxy_reward_model`). Gold: `goodhart.gold_scores` (VADER if grammatical, else -1).
 Best-of-n: one pool of 128 base-model reviews for each of 32 starts, scored by every proxy. PPO: the
-whole-review task (`whole_review_config(plain=True)`, starts 1:1:1) without PPO-ptx, 50 iterations of 32 reviews, lr 5e-5, against
-each proxy with no KL penalty (seeds 0, 1, 2), and against the 4,000-pair proxy with a fixed KL coefficient of
-0.05 and 0.2; Gao et al.'s RL form is fitted to the 4,000-pair seed-0 run and its predicted peak compared with
-the runs it never saw: seeds 1 and 2, and a longer one (seed 3, 80 iterations). The proxies are kept in
+whole-review task (`whole_review_config(plain=True)`, starts 1:1:1) without PPO-ptx, 50 iterations of 32 reviews,
+lr 5e-5, against each proxy with no KL penalty (seeds 0, 1, 2), and against the 4,000-pair proxy with a fixed KL
+coefficient of 0.05 and 0.2; Gao et al.'s RL form is fitted to the 4,000-pair seed-0 run and its predicted peak
+compared with the runs it never saw: seeds 1 and 2, and a longer one (seed 3, 80 iterations). The proxies are kept in
 runs/overoptimization/ and loaded by a rerun. A curve point is the mean of
 2 iterations' batches (64 reviews). Writes results/overoptimization.json and
 assets/figures/09_overoptimization.png.
@@ -29,8 +29,15 @@ import numpy as np
 import torch
 
 from rlhf_lib.bon import best_of_n_curve, fit_gao
-from rlhf_lib.goodhart import (bon_pools, checkpoint_curve, gold_metrics, gold_peak, pools_base,
-                               train_proxy_reward_model, up_to_the_turn)
+from rlhf_lib.goodhart import (
+    bon_pools,
+    checkpoint_curve,
+    gold_metrics,
+    gold_peak,
+    pools_base,
+    train_proxy_reward_model,
+    up_to_the_turn,
+)
 from rlhf_lib.lm import load_model
 from rlhf_lib.rlhf import train_rlhf
 from rlhf_lib.whole_reviews import review_starts, whole_review_config, whole_review_prompts
@@ -51,13 +58,13 @@ def rl_run(reward, base, kl_coef, seed=0, iterations=50):
     policy, tokenizer = load_model()
     reference, _ = load_model()
     cfg = whole_review_config(plain=True, **{**RL, "kl_coef": kl_coef, "seed": seed, "iterations": iterations})
-    result = train_rlhf(policy, tokenizer, *reward, reference, cfg, prompts=whole_review_prompts(weights=(1, 1, 1)), progress=False,
-                        metrics=gold_metrics)
+    result = train_rlhf(policy, tokenizer, *reward, reference, cfg, prompts=whole_review_prompts(weights=(1, 1, 1)),
+                        progress=False, metrics=gold_metrics)
     curve = checkpoint_curve(result.history, WINDOW, base)
     return dict(kl_coef=kl_coef, seed=seed, iterations=iterations, seconds=round(result.seconds, 1),
                 curve={k: [round(float(v), 4) for v in vals] for k, vals in curve.items()},
-                last_samples=result.samples[-1], peak_samples=result.samples[int(curve["iteration"][gold_peak(curve)]) - 1]
-                if gold_peak(curve) else [])
+                last_samples=result.samples[-1],
+                peak_samples=result.samples[int(curve["iteration"][gold_peak(curve)]) - 1] if gold_peak(curve) else [])
 
 
 def as_arrays(curve: dict) -> dict:
@@ -108,10 +115,13 @@ def measure() -> dict:
     for kl in (0.05, 0.2):
         runs[f"{MAIN} pairs, KL coefficient {kl}"] = rl_run(proxies[MAIN], base[MAIN], kl)
     heldout = rl_run(proxies[MAIN], base[MAIN], 0.0, seed=len(SEEDS), iterations=80)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
     return dict(date=str(date.today()), commit=commit, torch=torch.__version__,
-                machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}",
-                settings=dict(pairs=PAIRS, seeds=SEEDS, window=WINDOW, ns=NS, rl=RL, bon_starts=len(starts), bon_pool=128),
+                machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+                        f"{platform.processor() or 'cpu'}",
+                settings=dict(pairs=PAIRS, seeds=SEEDS, window=WINDOW, ns=NS, rl=RL, bon_starts=len(starts),
+                              bon_pool=128),
                 proxies={str(n): s for n, s in summaries.items()}, best_of_n={str(n): b for n, b in bon.items()},
                 base={str(n): b for n, b in base.items()}, runs=runs, heldout=heldout,
                 seconds=round(time.perf_counter() - start, 1))
@@ -121,7 +131,7 @@ def analyse(results: dict) -> dict:
     """Fits, measured peaks and the held-out prediction, from the stored curves (in place; returns results)."""
     from rlhf_lib.bon import gao_curve
 
-    for n, b in results["best_of_n"].items():
+    for _n, b in results["best_of_n"].items():
         c = as_arrays(b["curve"])
         b["fit"] = fit_gao(c["d"], c["gold_gain"], "bon")
     for name, run in {**results["runs"], "held-out run": results["heldout"]}.items():
@@ -176,7 +186,8 @@ def plot(results: dict) -> None:
     ax.legend(fontsize=8)
     ax.set_title(f"PPO without a KL penalty, {len(SEEDS)} seeds per proxy", fontsize=10)
     plot_gold_vs_kl({f"KL coefficient {k}": runs[name] for k, name in
-                     ((0.0, main), (0.05, f"{MAIN} pairs, KL coefficient 0.05"), (0.2, f"{MAIN} pairs, KL coefficient 0.2"))},
+                     ((0.0, main), (0.05, f"{MAIN} pairs, KL coefficient 0.05"),
+                      (0.2, f"{MAIN} pairs, KL coefficient 0.2"))},
                     ax=axes[1, 1])
     axes[1, 1].set_title(f"{MAIN:,}-pair proxy: does a KL penalty move the curve or stop earlier?", fontsize=10)
     for ax in axes.flat[1:]:

@@ -36,6 +36,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from preference_methods import rollout_kl  # a script beside this one: the KL of TRL's sampled ids
 
 from rlhf_lib.evaluate import POSITIVE_THRESHOLD, gold_sentiment
 from rlhf_lib.lm import COURSE_MODEL, load_model, stop_ids
@@ -43,8 +44,6 @@ from rlhf_lib.plotting import smooth
 from rlhf_lib.reviews import PROMPTS, is_grammatical
 from rlhf_lib.reward_model import load_reward_model, score_texts
 from rlhf_lib.rlhf import RLHFConfig, evaluate_policy, review_metrics, train_rlhf
-
-from preference_methods import rollout_kl  # a script beside this one: the KL of TRL's sampled ids
 
 ROOT = Path(__file__).resolve().parents[1]
 REWARD_MODEL = ROOT / "assets" / "reward_model"
@@ -162,7 +161,8 @@ def main(task: str = "sentence"):
     reference, tok = load_model()
     results, curves = {}, {}
     ours_kl = None  # ours' KL when it reached the target: the others must reach it at no more (whole reviews)
-    for name, runner in (("ours (PPO)", lambda: run_ours(reward, task)), ("TRL RLOO", lambda: run_trl("RLOO", reward, task)),
+    for name, runner in (("ours (PPO)", lambda: run_ours(reward, task)),
+                         ("TRL RLOO", lambda: run_trl("RLOO", reward, task)),
                          ("TRL GRPO", lambda: run_trl("GRPO", reward, task))):
         model, curve, seconds = runner()
         reached, kl_then = time_to_target(curve)
@@ -174,7 +174,8 @@ def main(task: str = "sentence"):
             results[name]["seconds_to_90pct_at_our_kl"] = time_to_target(curve, ours_kl)[0]
         curves[name] = curve
         print(name, json.dumps(results[name]))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
     out = dict(date=str(date.today()), machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads",
                torch=torch.__version__, task=task, commit=commit, budget_seconds=settings["budget"],
                target=f"mean gold positive rate of 3 batches >= {TARGET}", results=results, curves=curves)

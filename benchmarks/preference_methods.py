@@ -11,8 +11,8 @@
   trainers), ours `whole_review_dpo_config()`: beta 0.3, lr 3e-4, the chosen reviews' NLL added with weight
   1 (TRL: loss_type ["sigmoid", "sft"], loss_weights [1, 1]), 2 epochs of 32, end-of-text after each review.
 - RLOO and GRPO: the shipped whole-review reward model (assets/whole_review_reward_model) minus 1 for a
-  review cut off at 64 tokens; ours `whole_review_config(plain=True, responses_per_prompt=4)` (KL coefficient 0.3 adapted
-  toward a 2-nat budget, PPO-ptx on: TRL has no ptx) for 60 iterations; TRL's trainers with a fixed KL
+  review cut off at 64 tokens; ours `whole_review_config(plain=True, responses_per_prompt=4)` (KL coefficient 0.3
+  adapted toward a 2-nat budget, PPO-ptx on: TRL has no ptx) for 60 iterations; TRL's trainers with a fixed KL
   coefficient 0.3, 4 responses a prompt, 64 a rollout, 4 epochs of 4 minibatches, lr 1e-4, for 300 s each.
 - The target: the mean gold positive rate of 3 rollouts reaching 85%; the final figures are 300 reviews from
   the course prompts and 300 from the start of text.
@@ -51,8 +51,14 @@ from rlhf_lib.lm import COURSE_MODEL, load_model, stop_ids
 from rlhf_lib.reviews import PROMPTS, is_grammatical
 from rlhf_lib.reward_model import load_reward_model, score_texts
 from rlhf_lib.rlhf import RLHFConfig, evaluate_policy, review_metrics, train_rlhf
-from rlhf_lib.whole_reviews import (WHOLE_REVIEW_REWARD_MODEL, evaluate_whole, whole_review_config,
-                                    whole_review_dpo_config, whole_review_labels, whole_review_prompts)
+from rlhf_lib.whole_reviews import (
+    WHOLE_REVIEW_REWARD_MODEL,
+    evaluate_whole,
+    whole_review_config,
+    whole_review_dpo_config,
+    whole_review_labels,
+    whole_review_prompts,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REWARD_MODEL = ROOT / "assets" / "reward_model"
@@ -96,7 +102,8 @@ def ours_dpo(pairs, task: str):
 def trl_dpo(pairs, task: str):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
-    from trl import DPOConfig as TRLDPOConfig, DPOTrainer
+    from trl import DPOConfig as TRLDPOConfig
+    from trl import DPOTrainer
 
     _, tok = load_model()
     model = AutoModelForCausalLM.from_pretrained(COURSE_MODEL)
@@ -105,8 +112,8 @@ def trl_dpo(pairs, task: str):
                               "rejected": [p["rejected"] for p in pairs]})
     ours = DPOConfig() if task == "sentence" else whole_review_dpo_config()
     losses = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, ours.nll_coef]) if ours.nll_coef else {}
-    args = TRLDPOConfig(output_dir=tempfile.mkdtemp(), use_cpu=True, beta=ours.beta, learning_rate=ours.lr, num_train_epochs=2,
-                        per_device_train_batch_size=32, warmup_steps=10, lr_scheduler_type="linear",
+    args = TRLDPOConfig(output_dir=tempfile.mkdtemp(), use_cpu=True, beta=ours.beta, learning_rate=ours.lr,
+                        num_train_epochs=2, per_device_train_batch_size=32, warmup_steps=10, lr_scheduler_type="linear",
                         max_grad_norm=1.0, weight_decay=0.0, disable_dropout=True, report_to="none",
                         save_strategy="no", logging_steps=10, seed=0, **losses)
     trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
@@ -162,7 +169,8 @@ def trl_rl(method: str, reward, task: str):
     model.generation_config.eos_token_id = stops
     model.generation_config.pad_token_id = tok.pad_token_id
     bos = tok.decode([tok.bos_token_id])
-    starts = [PROMPTS[i % len(PROMPTS)] for i in range(64 * 400)] if task == "sentence" else whole_review_prompts(64 * 400, weights=(1, 1, 1))
+    starts = ([PROMPTS[i % len(PROMPTS)] for i in range(64 * 400)] if task == "sentence"
+              else whole_review_prompts(64 * 400, weights=(1, 1, 1)))
     prompts = Dataset.from_dict({"prompt": [bos + p for p in starts]})
     curve, start, trainer, measuring = [], [None], None, [0.0]
     reference = AutoModelForCausalLM.from_pretrained(COURSE_MODEL).eval() if task == "whole" else None
@@ -195,8 +203,8 @@ def trl_rl(method: str, reward, task: str):
     common = dict(output_dir=tempfile.mkdtemp(), use_cpu=True, learning_rate=LR,
                   max_completion_length=32 if task == "sentence" else 64,
                   per_device_train_batch_size=16, steps_per_generation=4, num_iterations=4, num_generations=K,
-                  beta=settings["beta"], epsilon=0.2, max_grad_norm=1.0, max_steps=100_000, logging_steps=10, report_to="none",
-                  disable_dropout=True, save_strategy="no", seed=0)
+                  beta=settings["beta"], epsilon=0.2, max_grad_norm=1.0, max_steps=100_000, logging_steps=10,
+                  report_to="none", disable_dropout=True, save_strategy="no", seed=0)
     if method == "grpo":
         trainer = GRPOTrainer(model=model, reward_funcs=reward_fn, train_dataset=prompts, processing_class=tok,
                               args=GRPOConfig(loss_type="grpo", **common), callbacks=[Budget()])
@@ -232,10 +240,11 @@ def main(task: str = "sentence"):
         wall, cpu = time.perf_counter() - wall - measuring, cpu_seconds() - cpu
         target = time_to_target(curve, settings["target"]) if curve else None
         at = next((i for i, c in enumerate(curve) if round(c["seconds"], 1) == target), None) if target else None
-        kl_then = float(np.mean([c["kl"] for c in curve[at - 2 : at + 1]])) if at is not None and "kl" in curve[at] else None
+        kl_then = (float(np.mean([c["kl"] for c in curve[at - 2 : at + 1]])) if at is not None and "kl" in curve[at]
+                   else None)
         results[name] = dict(training_seconds=round(wall, 1), training_cpu_seconds=round(cpu, 1),
-                             **{f"seconds_to_{round(settings['target'] * 100)}pct_positive": target}, rollouts=len(curve),
-                             kl_at_target=kl_then,
+                             **{f"seconds_to_{round(settings['target'] * 100)}pct_positive": target},
+                             rollouts=len(curve), kl_at_target=kl_then,
                              **final_figures(model, reference, tok, reward, task), curve=curve)
         print(name, json.dumps({k: v for k, v in results[name].items() if k != "curve"}), flush=True)
     import trl
@@ -243,7 +252,8 @@ def main(task: str = "sentence"):
     out = dict(date=str(date.today()), machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                f"{torch.get_num_threads()} torch threads", load_average=os.getloadavg(), torch=torch.__version__,
                trl=trl.__version__, task=task, pairs=len(pairs), results=results)
-    out["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    out["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                   cwd=ROOT).stdout.strip()
     (ROOT / "benchmarks" / "results" / settings["results"]).write_text(json.dumps(out, indent=1))
 
 

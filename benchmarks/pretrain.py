@@ -29,7 +29,8 @@ def main():
     seconds = time.perf_counter() - start
     shipped, rebuilt = load_file(ROOT / "assets/model/model.safetensors"), load_file(out / "model.safetensors")
     max_diff = max((shipped[k] - rebuilt[k]).abs().max().item() for k in shipped)
-    new, old = json.loads((out / "summary.json").read_text()), json.loads((ROOT / "assets/model/summary.json").read_text())
+    new = json.loads((out / "summary.json").read_text())
+    old = json.loads((ROOT / "assets/model/summary.json").read_text())
     result = dict(date=str(date.today()), machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads",
                   torch=torch.__version__, command="python -m rlhf_lib pretrain --out DIR",
                   wall_seconds=round(seconds, 1), training_seconds=new["seconds"],

@@ -53,8 +53,8 @@ def main():
         report = pair_accuracy(model, tokenizer, heldout)
         runs[name] = dict(stop_at=stop_at, pooling=pooling, gold_accuracy=report["gold_accuracy"],
                           n_train_pairs=len(train), n_heldout=report["n_gold_decided"], by_gap=accuracy_by_gap(report),
-                          training_seconds=round(result.seconds, 1), sampling_and_labelling_seconds=round(data_seconds, 1),
-                          config=vars(cfg))
+                          training_seconds=round(result.seconds, 1),
+                          sampling_and_labelling_seconds=round(data_seconds, 1), config=vars(cfg))
         print(name, json.dumps(runs[name]))
     result = dict(date=str(date.today()), machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads",
                   torch=torch.__version__, n_labelled_pairs=N_TRAIN, n_heldout_pairs=N_HELDOUT,

@@ -51,7 +51,8 @@ def execute(notebooks: list[str], threads: str | None) -> list[float]:
     for i, nb in enumerate(notebooks):
         procs.append(subprocess.Popen([jupyter, "nbconvert", "--to", "notebook", "--execute", str(NAMES[nb]),
                                        "--output-dir", str(out / str(i)), "--ExecutePreprocessor.timeout=3600"],
-                                      env=env, cwd=ROOT / "notebooks", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+                                      env=env, cwd=ROOT / "notebooks", stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE))
     seconds = [0.0] * len(procs)
     waiting = set(range(len(procs)))
     while waiting:

@@ -22,7 +22,8 @@ POOL = ROOT / "runs/whole_reviews"
 
 def main(batch_size: int = 128):
     texts = sorted({g["start"] + r for split in ("train", "heldout")
-                    for g in map(json.loads, (POOL / f"{split}.jsonl").read_text().splitlines()) for r in g["responses"]})
+                    for g in map(json.loads, (POOL / f"{split}.jsonl").read_text().splitlines())
+                    for r in g["responses"]})
     model, tok = make_reward_model()
     model.eval()
     L, d = model.config.n_layer + 1, model.config.n_embd

@@ -32,8 +32,8 @@ def main(split: str, n_groups: int, k: int = 2, max_new_tokens: int = 64):
     for c in range(done, n_groups, CHUNK):
         chunk = starts[c : c + CHUNK]
         batch = [s for s in chunk for _ in range(k)]
-        _, responses, finished = sample_whole_reviews(model, tok, batch, max_new_tokens, seed=SEEDS[split] * 100_003 + c,
-                                                      batch_size=len(batch))
+        _, responses, finished = sample_whole_reviews(model, tok, batch, max_new_tokens,
+                                                      seed=SEEDS[split] * 100_003 + c, batch_size=len(batch))
         with open(path, "a") as f:
             for g, s in enumerate(chunk):
                 rs = [r for r, ok in zip(responses[g * k : (g + 1) * k], finished[g * k : (g + 1) * k]) if ok]

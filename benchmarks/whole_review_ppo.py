@@ -55,8 +55,13 @@ def main(argv=None):
     from rlhf_lib.lm import load_model
     from rlhf_lib.reward_model import load_reward_model
     from rlhf_lib.rlhf import review_metrics, train_rlhf
-    from rlhf_lib.whole_reviews import WHOLE_REVIEW_REWARD_MODEL, WHOLE_REVIEW_START_WEIGHTS, evaluate_whole, \
-        whole_review_config, whole_review_prompts
+    from rlhf_lib.whole_reviews import (
+        WHOLE_REVIEW_REWARD_MODEL,
+        WHOLE_REVIEW_START_WEIGHTS,
+        evaluate_whole,
+        whole_review_config,
+        whole_review_prompts,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="recipe")
@@ -64,7 +69,8 @@ def main(argv=None):
     parser.add_argument("--eval-samples", type=int, default=300)
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--method", choices=["ppo", "rloo", "grpo"], default="ppo",
-                        help="the iteration: PPO (the library's default) or a critic-free one (responses_per_prompt > 1)")
+                        help="the iteration: PPO (the library's default) or a critic-free one "
+                             "(responses_per_prompt > 1)")
     parser.add_argument("--save", type=Path, default=None, help="save the trained policy here")
     parser.add_argument("--plain", action="store_true",
                         help="start from the plain setting (whole_review_config(plain=True), starts 1:1:1), as the "
@@ -78,7 +84,8 @@ def main(argv=None):
         return plot(load_results())
     weights = (tuple(float(w) for w in args.start_weights.split(",")) if args.start_weights
                else (1.0, 1.0, 1.0) if args.plain else WHOLE_REVIEW_START_WEIGHTS)
-    cfg = whole_review_config(plain=args.plain, **{k: parse_value(v) for k, v in (s.split("=", 1) for s in args.settings)})
+    cfg = whole_review_config(plain=args.plain,
+                              **{k: parse_value(v) for k, v in (s.split("=", 1) for s in args.settings)})
     reward = load_reward_model(args.reward_model)
     policy, tok = load_model()
     reference, _ = load_model()
@@ -90,16 +97,18 @@ def main(argv=None):
         from rlhf_lib.critic_free import CriticFreeConfig, critic_free_iteration
 
         extra["iteration_fn"] = critic_free_iteration(CriticFreeConfig(args.method))
-    result = train_rlhf(policy, tok, *reward, reference, cfg, prompts=whole_review_prompts(seed=cfg.seed, weights=weights),
-                        metrics=review_metrics, **extra)
+    result = train_rlhf(policy, tok, *reward, reference, cfg,
+                        prompts=whole_review_prompts(seed=cfg.seed, weights=weights), metrics=review_metrics, **extra)
     if args.save:
         policy.save_pretrained(args.save)
         tok.save_pretrained(args.save)
     after = evaluate_whole(policy, reference, tok, *reward, n=args.eval_samples)
     history = [{k: round(v, 4) if isinstance(v, float) else v for k, v in h.items()} for h in result.history]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
     results["runs"][args.name] = dict(
-        method=args.method, config=vars(cfg), start_weights=weights, train_seconds=round(result.seconds, 1), after=after, history=history,
+        method=args.method, config=vars(cfg), start_weights=weights, train_seconds=round(result.seconds, 1),
+        after=after, history=history,
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}", date=str(date.today()),
         commit=commit, load_average=[round(x, 2) for x in os.getloadavg()])
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
@@ -109,7 +118,8 @@ def main(argv=None):
               f"{b['grammatical_rate']:.3f} -> {a['grammatical_rate']:.3f}  ended {a['finished']:.3f}  "
               f"KL {a['kl_k1']:.2f}")
     plot(results)
-    print(f"train {result.seconds:.0f} s; examples from the start of text:", *after["empty"]["examples"][:4], sep="\n  ")
+    print(f"train {result.seconds:.0f} s; examples from the start of text:", *after["empty"]["examples"][:4],
+          sep="\n  ")
 
 
 def plot(results: dict):

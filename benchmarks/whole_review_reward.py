@@ -53,7 +53,8 @@ OPTIONS = {
     "1k groups of 4 (6k pairs), last token": (1000, "all", "last", 8, 5e-4, 0.1),
     "1k groups of 4 (6k pairs), sum": (1000, "all", "sum", 8, 5e-4, 0.1),
     "1k groups of 4, every pair of a batch's 64 reviews (124k pairs), sum": (1000, "batch", "sum", 8, 5e-4, 0.1),
-    "1k groups of 4, every pair of a batch's 64 reviews (124k pairs), sum, 2 epochs": (1000, "batch", "sum", 2, 5e-4, 0.1),
+    "1k groups of 4, every pair of a batch's 64 reviews (124k pairs), sum, 2 epochs":
+        (1000, "batch", "sum", 2, 5e-4, 0.1),
     "2k groups of 4 (12k pairs), sum, 4 epochs": (2000, "all", "sum", 4, 5e-4, 0.1),
     "3k groups of 4 (18k pairs), sum, 3 epochs": (3000, "all", "sum", 3, 5e-4, 0.1),
     "4k groups of 4 (24k pairs), sum, 2 epochs": (4000, "all", "sum", 2, 5e-4, 0.1),
@@ -212,7 +213,8 @@ def base_model_rates() -> dict:
 
     texts = {"course prompt": [], "other opening of the language": [], "start of text": []}
     for start, rs in load_pool("heldout"):
-        kind = "start of text" if start == "" else "course prompt" if start in PROMPTS else "other opening of the language"
+        kind = ("start of text" if start == "" else "course prompt" if start in PROMPTS
+                else "other opening of the language")
         texts[kind] += [start + r for r in rs]
     return {kind: dict(n=len(ts), positive_rate=float((gold_sentiment(ts) > POSITIVE_THRESHOLD).mean()),
                        grammatical_rate=sum(map(is_grammatical, ts)) / len(ts)) for kind, ts in texts.items()}

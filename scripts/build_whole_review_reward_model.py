@@ -1,6 +1,7 @@
 """Rebuild assets/whole_review_reward_model: the course's reward model for whole reviews.
 
-    python scripts/build_whole_review_reward_model.py            # the default recipe, seed 0 (about 10-15 min on 2 shared cores)
+    python scripts/build_whole_review_reward_model.py            # the default recipe, seed 0
+                                                                 # (about 10-15 min on 2 shared cores)
     python scripts/build_whole_review_reward_model.py --out DIR  # somewhere else
 
 The same as `python -m rlhf_lib reward --out DIR` with its defaults (`WholeRewardConfig()`): 1,000 groups of 4
@@ -33,7 +34,8 @@ def main(argv=None):
     cfg = WholeRewardConfig(seed=args.seed)
     load_before = os.getloadavg()
     model, tokenizer, summary = train_whole_review_reward_model(cfg, progress=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
     summary.update(machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {__import__('torch').__version__}",
                    date=str(date.today()), commit=commit, load_average_before=[round(x, 2) for x in load_before],
                    load_average_after=[round(x, 2) for x in os.getloadavg()])
