@@ -151,8 +151,8 @@ ANSWERS: dict[str, tuple[str, str]] = {
         """,
     ),
     "8.1": (
-        "Rerun the main run with a fixed coefficient, whole_review_config(kl_coef=0.3, target_kl=None, kl_budget=None), and with "
-        "adam_eps=1e-8. What changes in the KL and clip-fraction panels, and why?",
+        "Rerun the main run with a fixed coefficient, whole_review_config(kl_coef=0.3, target_kl=None, "
+        "kl_budget=None), and with adam_eps=1e-8. What changes in the KL and clip-fraction panels, and why?",
         """
         Fixed coefficient. With beta fixed at 0.3 nothing steers the KL toward the 2.5-nat target: the KL
         goes wherever the reward's gain per nat of drift balances beta (the optimum of notebook 08's

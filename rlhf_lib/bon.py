@@ -101,7 +101,8 @@ def best_of_n_distribution(texts, proxy, n: int) -> tuple[list[str], np.ndarray,
     texts = list(texts)
     proxy = np.asarray(proxy, dtype=float)
     if len(texts) != len(proxy) or not texts:
-        raise ValueError(f"texts and proxy must be two non-empty lists of the same length, got {len(texts)} and {len(proxy)}")
+        raise ValueError(f"texts and proxy must be two non-empty lists of the same length, "
+                         f"got {len(texts)} and {len(proxy)}")
     if isinstance(n, bool) or not float(n).is_integer() or n < 1:
         raise ValueError(f"n must be a whole number >= 1, got {n!r}")
     seen = {}
@@ -163,7 +164,8 @@ def fit_gao(d, gold_gain, form: str = "bon") -> dict:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     d, y = np.asarray(d, dtype=float), np.asarray(gold_gain, dtype=float)
     if d.ndim != 1 or d.shape != y.shape or len(d) < 2:
-        raise ValueError(f"d and gold_gain must be two lists of the same length, at least 2, got {d.shape} and {y.shape}")
+        raise ValueError(f"d and gold_gain must be two lists of the same length, at least 2, "
+                         f"got {d.shape} and {y.shape}")
     if np.any(d < 0) or not (np.isfinite(d).all() and np.isfinite(y).all()):
         raise ValueError("d (the square root of a KL) must be finite and >= 0, and gold_gain finite")
     second = d**2 if form == "bon" else _d_log_d(d)

@@ -15,15 +15,22 @@ the training log are shared with REINFORCE (`rlhf_lib/policy_gradient.py`).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from rlhf_lib.ppo import (
-    approx_kl, clip_fraction, clipped_surrogate, entropy_from_logits, explained_variance, gae, value_loss, whiten,
+    approx_kl,
+    clip_fraction,
+    clipped_surrogate,
+    entropy_from_logits,
+    explained_variance,
+    gae,
+    value_loss,
+    whiten,
 )
 from rlhf_lib.runtime import check_count, check_positive, check_probability
 from rlhf_lib.threads import fixed
@@ -124,7 +131,8 @@ class TrainingLog:
 
 def mlp(n_in: int, n_out: int, hidden: int, out_std: float) -> nn.Sequential:
     """Two tanh hidden layers, orthogonal init; a small `out_std` starts a policy near uniform."""
-    net = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, n_out))
+    net = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+                        nn.Linear(hidden, n_out))
     for layer, std in zip(net[::2], (np.sqrt(2), np.sqrt(2), out_std)):
         nn.init.orthogonal_(layer.weight, std)
         nn.init.zeros_(layer.bias)
@@ -309,7 +317,8 @@ def train_ppo_cartpole(config: PPOConfig | None = None, progress: bool = True,
             update_fn(actor, critic, optimizer, batch, cfg)
             log.updates.append(dict(step=log.steps, **ppo_diagnostics(actor, critic, batch, cfg)))
             bar.set_postfix(ret=f"{log.mean_recent_return():.0f}")
-            if cfg.stop_at_return is not None and len(log.episode_returns) >= 20 and log.mean_recent_return() >= cfg.stop_at_return:
+            if (cfg.stop_at_return is not None and len(log.episode_returns) >= 20
+                    and log.mean_recent_return() >= cfg.stop_at_return):
                 break
     log.wall_time = time.perf_counter() - log.start_time
     log.policy = actor

@@ -59,7 +59,8 @@ def sample_texts(model, tokenizer, n: int = 500, prompts=None, temperature: floa
     texts = []
     for start in range(0, n, batch_size):
         batch = [prompts[i % len(prompts)] for i in range(start, min(n, start + batch_size))]
-        texts += sample(model, tokenizer, batch, max_new_tokens, temperature, generator=generator, stop_at=stop_at).texts
+        texts += sample(model, tokenizer, batch, max_new_tokens, temperature, generator=generator,
+                        stop_at=stop_at).texts
     return texts
 
 

@@ -46,7 +46,8 @@ def plot_gridworld(env, V=None, policy=None, path=None, ax=None, title: str | No
         if kind == "#":
             ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, color="0.25"))
         elif kind in "GX":
-            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, color="tab:green" if kind == "G" else "tab:red", alpha=0.8))
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, color="tab:green" if kind == "G" else "tab:red",
+                                   alpha=0.8))
             ax.text(c, r, "goal" if kind == "G" else "pit", ha="center", va="center", color="white", fontsize=8)
         elif kind == "S":
             ax.text(c, r + 0.35, "start", ha="center", va="center", fontsize=7)
@@ -143,8 +144,9 @@ def plot_rlhf_loop(ax=None):
 
 
 RLHF_PANELS = (("score", "reward-model score"), ("gold_positive", "gold positive rate"),
-               ("grammatical", "grammatical rate"), ("kl_k1", "KL to reference (k1, k3)"), ("entropy", "entropy / token"),
-               ("clip_fraction", "clip fraction"), ("approx_kl", "approx. KL of the update"),
+               ("grammatical", "grammatical rate"), ("kl_k1", "KL to reference (k1, k3)"),
+               ("entropy", "entropy / token"), ("clip_fraction", "clip fraction"),
+               ("approx_kl", "approx. KL of the update"),
                ("value_loss", "value loss"), ("explained_variance", "explained variance"))
 
 
@@ -202,7 +204,8 @@ def plot_frontier(points: dict, histories: dict | None = None, ax=None, budget: 
     for label, p in points.items():
         seconds = f", {p['seconds']:.0f} s" if p.get("seconds") else ""
         ax.scatter(p["kl_exact"], p["positive_rate"], s=60, zorder=3, color=colors[label],
-                   label=f"{label}: {p['positive_rate']:.0%} positive, {p['grammatical_rate']:.0%} grammatical{seconds}")
+                   label=f"{label}: {p['positive_rate']:.0%} positive, "
+                         f"{p['grammatical_rate']:.0%} grammatical{seconds}")
     if budget is not None:
         ax.axvline(budget, color="gray", ls="--", lw=1)
     ax.set_xlabel("KL to the reference per response (nats)")

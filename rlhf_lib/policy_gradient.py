@@ -10,8 +10,8 @@ gradient has a closed form, so the estimate can be checked against it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -62,7 +62,8 @@ class BanditRun:
     """J(theta) after each step, shape (steps + 1,)"""
 
 
-def train_bandit(bandit, steps: int = 200, lr: float = 0.5, batch: int = 16, baseline: str = "mean", seed: int = 0) -> BanditRun:
+def train_bandit(bandit, steps: int = 200, lr: float = 0.5, batch: int = 16, baseline: str = "mean",
+                 seed: int = 0) -> BanditRun:
     """Gradient ascent on J with REINFORCE estimates.
 
     baseline: "none", or "mean": for each sample, the mean reward of the other samples in the batch.
@@ -195,7 +196,8 @@ def train_reinforce_cartpole(config: ReinforceConfig | None = None, progress: bo
             obs_t = torch.stack(all_obs)  # (B, 4) with B the steps of all episodes in the batch
             act_t = torch.tensor(all_act)  # (B,)
             ret_t = torch.as_tensor(np.concatenate(all_ret), dtype=torch.float32)  # (B,)
-            pg_loss, v_loss = update_fn(policy, critic, optimizer, obs_t, act_t, ret_t, cfg.baseline == "value", cfg.normalize)
+            pg_loss, v_loss = update_fn(policy, critic, optimizer, obs_t, act_t, ret_t, cfg.baseline == "value",
+                                        cfg.normalize)
             log.updates.append(dict(step=log.steps, policy_loss=float(pg_loss), value_loss=float(v_loss)))
             bar.set_postfix(ret=f"{log.mean_recent_return():.0f}")
     bar.close()

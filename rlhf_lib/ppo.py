@@ -30,7 +30,8 @@ def discounted_returns(rewards, dones, gamma: float, last_value=None):
     check_probability("gamma", gamma)
     rewards = torch.as_tensor(rewards, dtype=torch.float32)
     not_done = 1.0 - torch.as_tensor(dones, dtype=torch.float32)
-    running = torch.zeros(rewards.shape[:-1]) if last_value is None else torch.as_tensor(last_value, dtype=torch.float32)
+    running = (torch.zeros(rewards.shape[:-1]) if last_value is None
+               else torch.as_tensor(last_value, dtype=torch.float32))
     returns = torch.zeros_like(rewards)
     for t in reversed(range(rewards.shape[-1])):
         running = rewards[..., t] + gamma * not_done[..., t] * running
@@ -49,7 +50,8 @@ def gae(rewards, values, dones, gamma: float = 0.99, lam: float = 0.95, last_val
     rewards = torch.as_tensor(rewards, dtype=torch.float32)
     values = torch.as_tensor(values, dtype=torch.float32)
     not_done = 1.0 - torch.as_tensor(dones, dtype=torch.float32)
-    next_value = torch.zeros(rewards.shape[:-1]) if last_value is None else torch.as_tensor(last_value, dtype=torch.float32)
+    next_value = (torch.zeros(rewards.shape[:-1]) if last_value is None
+                  else torch.as_tensor(last_value, dtype=torch.float32))
     advantages = torch.zeros_like(rewards)
     running = torch.zeros(rewards.shape[:-1])
     for t in reversed(range(rewards.shape[-1])):
@@ -70,7 +72,8 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tens
     return (x * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True,
+           eps: float = 1e-8) -> torch.Tensor:
     """(x - mean) / std over the masked entries; with shift_mean=False the mean is kept."""
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)

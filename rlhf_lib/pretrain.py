@@ -186,7 +186,8 @@ def save(result: PretrainResult, out: Path, cfg: PretrainConfig, extra: dict | N
     summary = dict(config=asdict(cfg), parameters=sum(p.numel() for p in result.model.parameters()),
                    tokenizer_size=len(result.tokenizer),
                    corpus_reviews=cfg.n_reviews, corpus_tokens=result.corpus_tokens,
-                   heldout_loss=round(result.heldout_loss, 4), final_train_loss=round(float(np.mean(result.losses[-50:])), 4),
+                   heldout_loss=round(result.heldout_loss, 4),
+                   final_train_loss=round(float(np.mean(result.losses[-50:])), 4),
                    seconds=round(result.seconds, 1), **(extra or {}))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -203,20 +204,25 @@ A `GPT2LMHeadModel` trained from scratch on the course's review language (`rlhf_
 `AutoModelForCausalLM.from_pretrained(DIR)` and `AutoTokenizer.from_pretrained(DIR)`, or `rlhf_lib.lm.load_model()`.
 
 ## Size
-- {summary['parameters']:,} parameters: {c['n_layer']} layers, width {c['n_embd']}, {c['n_head']} heads, context {c['n_positions']} tokens
-- tokenizer: byte-level BPE, {summary['tokenizer_size']} tokens (asked for at most {c['vocab_size']}; the corpus ran out of merges); `<|endoftext|>` ends a review and also starts one (bos = eos), `<|pad|>` pads (left)
+- {summary['parameters']:,} parameters: {c['n_layer']} layers, width {c['n_embd']}, {c['n_head']} heads, \
+context {c['n_positions']} tokens
+- tokenizer: byte-level BPE, {summary['tokenizer_size']} tokens (asked for at most {c['vocab_size']}; the corpus \
+ran out of merges); `<|endoftext|>` ends a review and also starts one (bos = eos), `<|pad|>` pads (left)
 - {size_mb:.1f} MB on disk (safetensors, float32)
 
 ## Training
-- corpus: {summary['corpus_reviews']:,} generated reviews, {summary['corpus_tokens']:,} tokens, packed in blocks of {c['block_size']}
-- {c['steps']:,} AdamW steps of {c['batch_size']} blocks, peak learning rate {c['lr']}, warmup {c['warmup']}, cosine decay
+- corpus: {summary['corpus_reviews']:,} generated reviews, {summary['corpus_tokens']:,} tokens, \
+packed in blocks of {c['block_size']}
+- {c['steps']:,} AdamW steps of {c['batch_size']} blocks, peak learning rate {c['lr']}, warmup {c['warmup']}, \
+cosine decay
 - wall time {summary['seconds'] / 60:.1f} minutes on 2 CPU cores
 
 ## Measured
 - held-out loss: {summary['heldout_loss']:.3f} nats per token ({summary['config']['n_heldout']:,} held-out reviews)
 - 500 samples at temperature 1.0 from the course prompts: {s.get('grammatical_rate', float('nan')):.1%} grammatical,
   {s.get('positive_rate', float('nan')):.1%} positive by VADER (> 0.05)
-- the corpus itself: {corpus.get('positive_rate', float('nan')):.1%} positive, {corpus.get('negative_rate', float('nan')):.1%} negative
+- the corpus itself: {corpus.get('positive_rate', float('nan')):.1%} positive, \
+{corpus.get('negative_rate', float('nan')):.1%} negative
 
 It knows nothing but this language: ask it about anything else and it writes a film review.
 """

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from rlhf_lib.runtime import check_probability
 
@@ -45,8 +45,10 @@ ASPECTS_SG = ("acting plot script music score soundtrack pacing cinematography d
 ASPECTS_PL = "characters effects costumes performances jokes twists songs landscapes visuals action scenes"
 GENRES = "drama thriller comedy romance western musical mystery documentary fantasy satire adventure tragedy"
 NOUNS = "film movie story ride debut experience evening journey"
-TITLE_FIRST = "Glass Silver Midnight Paper Iron Velvet Hollow Crimson Northern Golden Electric Distant Last Winter Amber"
-TITLE_SECOND = "Harbor Orchard Lanterns Tide Engine Garden Mirror Station River Summer Kingdom Letters Horizon Crown Signal"
+TITLE_FIRST = ("Glass Silver Midnight Paper Iron Velvet Hollow Crimson Northern Golden Electric Distant Last Winter "
+               "Amber")
+TITLE_SECOND = ("Harbor Orchard Lanterns Tide Engine Garden Mirror Station River Summer Kingdom Letters Horizon Crown "
+                "Signal")
 FIRST_NAMES = "Mara Theo Ines Jonah Priya Felix Lena Omar Greta Tomas Nadia Rafael Iris Kofi Elena"
 LAST_NAMES = "Voss Lind Okafor Brandt Castillo Moreau Sato Novak Quinn Hale Ferreira Adler"
 ROLES = "detective mother villain soldier teacher pilot queen thief doctor stranger captain poet"
@@ -92,8 +94,8 @@ GRAMMAR: dict[str, list[str]] = {
              "intensifier adj_plain", "dampener adj_plain *0.5", "+ not adj_neg", "- not adj_pos",
              "- not intensifier adj_pos *0.5"],
     "adj": ["+ adj_pos *3", "- adj_neg *3", "adj_plain *2"],
-    "expectation": ["more . *0.5", "less . *0.5", "a_adj genre , but it was adjp . *2", "a_adj genre , and it was adjp .",
-                    "more , but it was adjp ."],
+    "expectation": ["more . *0.5", "less . *0.5", "a_adj genre , but it was adjp . *2",
+                    "a_adj genre , and it was adjp .", "more , but it was adjp ."],
     "subject": ["it", "the film", "the movie", "title"],
     "feeling": ["+ feel_pos", "- feel_neg", "+ utterly feel_pos *0.3", "- utterly feel_neg *0.3"],
     "opinion_verb": ["+ verb_pos", "- verb_neg"],
@@ -239,7 +241,7 @@ def render_raw(tokens: list[str]) -> str:
     return "".join(("" if i == 0 or t in PUNCTUATION else " ") + t for i, t in enumerate(tokens))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lexical(rule: str) -> frozenset[str] | None:
     """The words of a rule whose alternatives are all single words, else None."""
     alts = RULES[rule]

@@ -152,7 +152,7 @@ def ppo_update(actor, critic, optimizer, batch, cfg):
     import torch
 
     params = list(actor.parameters()) + list(critic.parameters())
-    for epoch in range(cfg.epochs):
+    for _ in range(cfg.epochs):
         order = torch.randperm(len(batch.obs))  # a new shuffle every epoch
         for idx in order.chunk(cfg.minibatches):
             # the policy: the clipped surrogate on whitened advantages
@@ -341,13 +341,23 @@ def adaptive_beta(beta, kl, target, n, horizon):
 
 
 def ppo_iteration(setup, prompts, beta):
-    from rlhf_lib.rlhf import (Iteration, advantages_and_returns, kl_shaped_rewards, ppo_update, reference_logprobs,
-                               rollout, score_responses, sentence_shaping, value_estimates)
+    from rlhf_lib.rlhf import (
+        Iteration,
+        advantages_and_returns,
+        kl_shaped_rewards,
+        ppo_update,
+        reference_logprobs,
+        rollout,
+        score_responses,
+        sentence_shaping,
+        value_estimates,
+    )
 
     cfg = setup.cfg
     batch = rollout(setup.model.lm, setup.tokenizer, prompts, cfg, setup.sampler)  # 1. sample, keep log-probs
     score = score_responses(setup.score_fn, batch, cfg.unfinished_penalty)  # 2. score them ...
-    logp_ref, logits_ref = reference_logprobs(setup.reference, batch, cfg.temperature, keep_logits=True)  # ... ask the reference ...
+    logp_ref, logits_ref = reference_logprobs(setup.reference, batch, cfg.temperature,
+                                              keep_logits=True)  # ... ask the reference ...
     values = value_estimates(setup.model, batch, cfg.temperature)  # ... and the value head, before any update
     rewards = kl_shaped_rewards(score, batch.logp, logp_ref, batch.mask, beta)  # 3. per-token rewards
     if cfg.sentence_rewards:  # ... each sentence paid as it ends; the row still sums to the score

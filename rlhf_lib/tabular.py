@@ -14,8 +14,8 @@ function with that signature, so notebook 01 trains with the learner's own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -164,7 +164,8 @@ def sarsa_episode(env, Q: np.ndarray, alpha: float, gamma: float, epsilon: float
     return total, steps
 
 
-def td_control(env, episode_fn: Callable, episodes: int, alpha: float, gamma: float, epsilon, seed: int) -> TabularResult:
+def td_control(env, episode_fn: Callable, episodes: int, alpha: float, gamma: float, epsilon,
+               seed: int) -> TabularResult:
     """Learn Q from zeros by calling `episode_fn(env, Q, alpha, gamma, epsilon, rng)` once per episode.
 
     `epsilon` is a number or a function of the episode index. The environment is seeded once with `seed`;

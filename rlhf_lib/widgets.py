@@ -43,8 +43,17 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from rlhf_lib.feedback import PreferenceRecord, RatingRecord, TornTailError, append_record, gold_preference, \
-    is_rating, read_records, remove_record, repair_torn_tail
+from rlhf_lib.feedback import (
+    PreferenceRecord,
+    RatingRecord,
+    TornTailError,
+    append_record,
+    gold_preference,
+    is_rating,
+    read_records,
+    remove_record,
+    repair_torn_tail,
+)
 
 BUTTONS = (("a", "A is better"), ("b", "B is better"), ("tie", "Tie"), ("skip", "Skip"))
 KEYS = {"a": "a", "b": "b", "t": "tie", "s": "skip", "u": "undo"}
@@ -118,7 +127,7 @@ class Labeler:
         self._refresh()
 
     @classmethod
-    def from_server(cls, url: str, annotator: str, **kwargs) -> "Labeler":
+    def from_server(cls, url: str, annotator: str, **kwargs) -> Labeler:
         """The widget on a classroom server: pairs from it, each click posted to it, undo on it."""
         return cls(None, (), annotator, server=url, **kwargs)
 
@@ -134,8 +143,8 @@ class Labeler:
             button.on_click(lambda _, c=choice: self.choose(c))
         self.undo_button = w.Button(description="Undo", icon="undo", tooltip="remove the last record of this session")
         self.undo_button.on_click(lambda _: self.undo())
-        self.keys = w.Text(placeholder="keys: 1-5, u" if self.mode == "rate" else "keys: a, b, t, s, u", description="keyboard:", continuous_update=True,
-                           layout=w.Layout(width="260px"))
+        self.keys = w.Text(placeholder="keys: 1-5, u" if self.mode == "rate" else "keys: a, b, t, s, u",
+                           description="keyboard:", continuous_update=True, layout=w.Layout(width="260px"))
         self.keys.observe(self._on_keys, names="value")
         self.progress = w.HTML()
         self.agreement = w.HTML()
