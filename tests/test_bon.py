@@ -9,8 +9,15 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from rlhf_lib.bon import (best_of_n_curve, best_of_n_distribution, best_of_n_expected, best_of_n_kl, empirical_kl, fit_gao,
-                          gao_curve)
+from rlhf_lib.bon import (
+    best_of_n_curve,
+    best_of_n_distribution,
+    best_of_n_expected,
+    best_of_n_kl,
+    empirical_kl,
+    fit_gao,
+    gao_curve,
+)
 
 
 def brute_force_expected(proxy, gold, n):
@@ -117,7 +124,8 @@ def test_inconsistent_scores_and_bad_n_are_refused():
     with pytest.raises(ValueError, match="two different proxy scores"):
         empirical_kl(["a", "a"], [1.0, 2.0], 2)
     # scores that differ in the last digits (batched scoring) are the same score
-    assert empirical_kl(["a", "a", "b"], [1.0, 1.0 + 1e-7, 0.0], 3) == pytest.approx(empirical_kl(["a", "a", "b"], [1.0, 1.0, 0.0], 3))
+    assert empirical_kl(["a", "a", "b"], [1.0, 1.0 + 1e-7, 0.0], 3) == pytest.approx(
+        empirical_kl(["a", "a", "b"], [1.0, 1.0, 0.0], 3))
     with pytest.raises(ValueError, match="pool size"):
         best_of_n_expected([1.0, 2.0], [0.0, 1.0], 3)
     with pytest.raises(ValueError, match="same length"):
@@ -164,4 +172,5 @@ def test_curve_over_prompts_averages_the_brute_force_figures():
         assert curve["gold"][k] == pytest.approx(gold, abs=1e-12)
         assert curve["kl_empirical"][k] == pytest.approx(np.mean(kls), abs=1e-12)
         assert curve["gold_gain"][k] == pytest.approx(gold - np.mean([np.mean(g) for _, _, g in pools]), abs=1e-12)
-    assert curve["kl_empirical"][0] == pytest.approx(0.0, abs=1e-12) and (curve["kl_empirical"] <= curve["kl_bound"] + 1e-12).all()
+    assert curve["kl_empirical"][0] == pytest.approx(0.0, abs=1e-12)
+    assert (curve["kl_empirical"] <= curve["kl_bound"] + 1e-12).all()

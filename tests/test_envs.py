@@ -55,7 +55,7 @@ def test_goal_and_pit_end_the_episode_with_their_rewards():
 def test_truncation_after_max_steps():
     env = GridWorld("classic")
     env.reset()
-    for i in range(env.max_steps):
+    for _ in range(env.max_steps):
         _, _, terminated, truncated, _ = env.step(DOWN)
     assert truncated and not terminated
 

@@ -9,8 +9,17 @@ import torch
 from rlhf_lib import solutions
 from rlhf_lib.bon import best_of_n_curve
 from rlhf_lib.evaluate import gold_sentiment
-from rlhf_lib.goodhart import (BROKEN, Snapshots, bon_pools, checkpoint_curve, gold_metrics, gold_peak, gold_scores,
-                               pools_base, up_to_the_turn)
+from rlhf_lib.goodhart import (
+    BROKEN,
+    Snapshots,
+    bon_pools,
+    checkpoint_curve,
+    gold_metrics,
+    gold_peak,
+    gold_scores,
+    pools_base,
+    up_to_the_turn,
+)
 from rlhf_lib.reviews import is_grammatical
 from rlhf_lib.threads import fixed
 
@@ -112,7 +121,7 @@ def test_snapshots_keep_the_weights_of_their_time(course):
     model, _ = load_model()
     snaps = Snapshots(model, every=2)
     history = []
-    for step in range(4):
+    for _ in range(4):
         with torch.no_grad():
             next(model.parameters()).add_(1.0)
         history.append({})

@@ -16,7 +16,8 @@ def test_rloo_by_hand():
     # group 1: 1 - (2+6)/2 = -3, 2 - (1+6)/2 = -1.5, 6 - (1+2)/2 = 4.5; group 2: 0
     torch.testing.assert_close(rloo_advantages(REWARDS, 3), torch.tensor([-3.0, -1.5, 4.5, 0.0, 0.0, 0.0]))
     # k = 2: each response against the other one
-    torch.testing.assert_close(rloo_advantages(torch.tensor([0.0, 1.0, 5.0, 2.0]), 2), torch.tensor([-1.0, 1.0, 3.0, -3.0]))
+    torch.testing.assert_close(rloo_advantages(torch.tensor([0.0, 1.0, 5.0, 2.0]), 2),
+                               torch.tensor([-1.0, 1.0, 3.0, -3.0]))
 
 
 def test_rloo_is_k_over_k_minus_1_times_the_centred_reward():
@@ -31,7 +32,8 @@ def test_grpo_by_hand():
     s = 7 ** 0.5
     want = torch.tensor([-2 / (s + 1e-4), -1 / (s + 1e-4), 3 / (s + 1e-4), 0.0, 0.0, 0.0])
     torch.testing.assert_close(grpo_advantages(REWARDS, 3), want)
-    torch.testing.assert_close(grpo_advantages(REWARDS, 3, scale="none"), torch.tensor([-2.0, -1.0, 3.0, 0.0, 0.0, 0.0]))
+    torch.testing.assert_close(grpo_advantages(REWARDS, 3, scale="none"),
+                               torch.tensor([-2.0, -1.0, 3.0, 0.0, 0.0, 0.0]))
 
 
 @pytest.mark.parametrize("fn", [rloo_advantages, grpo_advantages, lambda r, k: grpo_advantages(r, k, "none")])
@@ -97,8 +99,8 @@ def trl_grpo_loss(logp, logp_old, logp_ref, advantages, mask, beta, loss_type, m
 
     reduce_sum = lambda t, reduction="sum": t
     trainer = SimpleNamespace(
-        top_entropy_quantile=1.0, aux_loss_enabled=False, off_policy_mask_threshold=None, importance_sampling_level="token",
-        beta=beta, args=SimpleNamespace(use_bias_correction_kl=False, delta=None), loss_type=loss_type,
+        top_entropy_quantile=1.0, aux_loss_enabled=False, off_policy_mask_threshold=None, loss_type=loss_type,
+        importance_sampling_level="token", beta=beta, args=SimpleNamespace(use_bias_correction_kl=False, delta=None),
         epsilon_low=clip_eps, epsilon_high=clip_eps, use_vllm=False, vllm_importance_sampling_correction=False,
         model=SimpleNamespace(training=False), current_gradient_accumulation_steps=1, max_completion_length=max_length,
         _entropy_bonus_enabled=False, accelerator=SimpleNamespace(reduce=reduce_sum, gather=lambda x: x),

@@ -7,8 +7,14 @@ import torch
 from rlhf_lib import solutions
 from rlhf_lib.envs import BernoulliBandit, GaussianBandit
 from rlhf_lib.policy_gradient import (
-    ReinforceConfig, exact_bandit_gradient, expected_reward, reinforce_bandit_samples, reward_to_go, softmax,
-    train_bandit, train_reinforce_cartpole,
+    ReinforceConfig,
+    exact_bandit_gradient,
+    expected_reward,
+    reinforce_bandit_samples,
+    reward_to_go,
+    softmax,
+    train_bandit,
+    train_reinforce_cartpole,
 )
 from rlhf_lib.ppo import discounted_returns
 
@@ -27,7 +33,8 @@ def test_closed_form_gradient_matches_finite_differences():
     np.testing.assert_allclose(exact_bandit_gradient(theta, r), finite_difference_gradient(theta, r), atol=1e-8)
 
 
-@pytest.mark.parametrize("bandit", [BernoulliBandit([0.2, 0.5, 0.9], seed=1), GaussianBandit([1.0, -0.5], std=2.0, seed=2)])
+@pytest.mark.parametrize("bandit", [BernoulliBandit([0.2, 0.5, 0.9], seed=1),
+                                    GaussianBandit([1.0, -0.5], std=2.0, seed=2)])
 @pytest.mark.parametrize("baseline", [0.0, 0.5])
 def test_reinforce_estimate_agrees_with_closed_form_within_monte_carlo_error(bandit, baseline):
     theta = np.linspace(-0.5, 0.5, bandit.n_actions)
@@ -80,7 +87,8 @@ def test_the_exercise_solution_trains_exactly_like_the_library(baseline, normali
     theirs = train_reinforce_cartpole(cfg, progress=False, update_fn=solutions.reinforce_update)
     assert theirs.episode_returns == ours.episode_returns
     # tight: a baseline left undetached moves the weights by about 1e-5 in this run
-    assert [u["policy_loss"] for u in theirs.updates] == pytest.approx([u["policy_loss"] for u in ours.updates], rel=1e-7)
+    assert ([u["policy_loss"] for u in theirs.updates]
+            == pytest.approx([u["policy_loss"] for u in ours.updates], rel=1e-7))
     for mine, library in zip(theirs.policy.parameters(), ours.policy.parameters()):
         torch.testing.assert_close(mine, library, atol=1e-7, rtol=1e-6)
 

@@ -5,11 +5,30 @@ import pytest
 import torch
 
 from rlhf_lib import solutions
-from rlhf_lib.cartpole import Batch, PPOConfig, collect_rollout, compute_advantages, flatten, make_envs, mlp, \
-    ppo_update, train_ppo_cartpole, TrainingLog, VecEnv
+from rlhf_lib.cartpole import (
+    Batch,
+    PPOConfig,
+    TrainingLog,
+    VecEnv,
+    collect_rollout,
+    compute_advantages,
+    flatten,
+    make_envs,
+    mlp,
+    ppo_update,
+    train_ppo_cartpole,
+)
 from rlhf_lib.ppo import (
-    approx_kl, clip_fraction, clipped_surrogate, discounted_returns, entropy_from_logits, explained_variance, gae,
-    masked_mean, value_loss, whiten,
+    approx_kl,
+    clip_fraction,
+    clipped_surrogate,
+    discounted_returns,
+    entropy_from_logits,
+    explained_variance,
+    gae,
+    masked_mean,
+    value_loss,
+    whiten,
 )
 
 
@@ -78,7 +97,8 @@ def test_gae_with_lambda_one_is_returns_minus_values(batch, gamma):
 def test_discounted_returns_equal_brute_force(batch):
     rewards, _, dones, last_value = batch
     got = discounted_returns(rewards, dones, 0.9, last_value)
-    torch.testing.assert_close(got, torch.tensor(brute_force_returns(rewards, dones, last_value, 0.9), dtype=torch.float32))
+    torch.testing.assert_close(got, torch.tensor(brute_force_returns(rewards, dones, last_value, 0.9),
+                                                 dtype=torch.float32))
 
 
 def test_gae_one_dimensional_episode():
@@ -129,7 +149,8 @@ def test_value_loss_by_hand():
     g = torch.tensor([0.0, 3.0, 2.0])
     # unclipped: 0.5 * mean(1, 0, 4)
     assert float(value_loss(v, g)) == pytest.approx(0.5 * 5 / 3)
-    # clipped at 0.2: v_clipped = 0.2, 3.0 (2.9 + 0.1), 0.0; losses max((v-g)^2, (vc-g)^2) = max(1, .04)=1, max(0, 0)=0, max(4, 4)=4
+    # clipped at 0.2: v_clipped = 0.2, 3.0 (2.9 + 0.1), 0.0;
+    # losses max((v-g)^2, (vc-g)^2) = max(1, .04)=1, max(0, 0)=0, max(4, 4)=4
     assert float(value_loss(v, g, v_old, 0.2)) == pytest.approx(0.5 * 5 / 3)
     # a case where the clipped branch is larger: v moved past the target
     v, v_old, g = torch.tensor([2.0]), torch.tensor([0.0]), torch.tensor([1.5])
@@ -185,7 +206,8 @@ def test_ppo_same_seed_same_numbers():
 
 
 def test_the_exercise_solution_trains_exactly_like_the_library():
-    """The solution's update (its own ratio, clip, whitening, entropy) plugged into the trainer gives the library's run."""
+    """The solution's update (its own ratio, clip, whitening, entropy) plugged into the trainer gives the
+    library's run."""
     cfg = PPOConfig(total_steps=512, n_envs=2, n_steps=128, epochs=4, ent_coef=0.01, value_clip_eps=0.2, seed=1)
     ours = train_ppo_cartpole(cfg, progress=False)
     theirs = train_ppo_cartpole(cfg, progress=False, update_fn=solutions.ppo_update)

@@ -6,7 +6,16 @@ import pytest
 
 from rlhf_lib.evaluate import gold_sentiment
 from rlhf_lib.reviews import (
-    GRAMMAR, PROMPTS, RULES, generate_review, generate_reviews, is_grammatical, render, sentences, tokenize, vocabulary,
+    GRAMMAR,
+    PROMPTS,
+    RULES,
+    generate_review,
+    generate_reviews,
+    is_grammatical,
+    render,
+    sentences,
+    tokenize,
+    vocabulary,
 )
 
 

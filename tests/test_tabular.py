@@ -6,7 +6,13 @@ import pytest
 from rlhf_lib import solutions
 from rlhf_lib.envs import GridWorld
 from rlhf_lib.tabular import (
-    epsilon_greedy, epsilon_greedy_probs, greedy_path, linear_schedule, optimal_action_mask, q_learning, sarsa,
+    epsilon_greedy,
+    epsilon_greedy_probs,
+    greedy_path,
+    linear_schedule,
+    optimal_action_mask,
+    q_learning,
+    sarsa,
     value_iteration,
 )
 
@@ -60,7 +66,8 @@ def test_on_the_cliff_sarsa_walks_safe_and_q_learning_walks_optimal():
     assert env.is_terminal(q_path[-1]) and env.cell(q_path[-1]) == "G"
     assert env.cell(s_path[-1]) == "G"
     assert len(q_path) == len(vi_path) == 14  # up, 11 steps along the edge, down
-    edge = [st for st in range(env.n_states) if env.cell(st + env.n_cols if st + env.n_cols < env.n_states else st) == "X"]
+    edge = [st for st in range(env.n_states)
+            if env.cell(st + env.n_cols if st + env.n_cols < env.n_states else st) == "X"]
     assert sum(st in edge for st in q_path) == 10  # Q-learning walks every cell along the cliff
     assert sum(st in edge for st in s_path) <= 2, "SARSA should keep away from the edge"
     assert len(s_path) > len(q_path)
@@ -68,8 +75,10 @@ def test_on_the_cliff_sarsa_walks_safe_and_q_learning_walks_optimal():
     assert np.mean(s.returns[-200:]) > np.mean(q.returns[-200:])
 
 
-@pytest.mark.parametrize("layout,slip,epsilon", [("cliff", 0.0, 0.1), ("classic", 0.2, linear_schedule(1.0, 0.05, 300))])
-@pytest.mark.parametrize("trainer,solution", [(q_learning, solutions.q_learning_episode), (sarsa, solutions.sarsa_episode)])
+@pytest.mark.parametrize("layout,slip,epsilon",
+                         [("cliff", 0.0, 0.1), ("classic", 0.2, linear_schedule(1.0, 0.05, 300))])
+@pytest.mark.parametrize("trainer,solution",
+                         [(q_learning, solutions.q_learning_episode), (sarsa, solutions.sarsa_episode)])
 def test_the_exercise_solution_trains_exactly_like_the_library(layout, slip, epsilon, trainer, solution):
     """The plain-loop solution plugged into the trainer gives the library's Q table and returns."""
     env = GridWorld(layout, slip=slip)
@@ -94,7 +103,8 @@ def test_epsilon_greedy_samples_its_stated_distribution():
 
 def test_linear_schedule():
     eps = linear_schedule(1.0, 0.1, 100)
-    assert eps(0) == 1.0 and eps(50) == pytest.approx(0.55) and eps(100) == pytest.approx(0.1) and eps(500) == pytest.approx(0.1)
+    assert eps(0) == 1.0 and eps(50) == pytest.approx(0.55)
+    assert eps(100) == pytest.approx(0.1) and eps(500) == pytest.approx(0.1)
 
 
 def test_q_learning_with_a_schedule_runs_and_is_seeded():
