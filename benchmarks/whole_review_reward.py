@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from rlhf_lib.evaluate import gold_sentiment
-from rlhf_lib.feedback import SimulatedAnnotator, sigmoid
+from rlhf_lib.feedback import SimulatedAnnotator
 from rlhf_lib.reward_model import RewardConfig, make_reward_model
 from rlhf_lib.whole_reviews import gold_agreement, label_groups, train_on_groups, zero_head
 
@@ -67,23 +67,6 @@ OPTIONS = {
 ZERO_HEAD = {name for name in OPTIONS if name.endswith("zero-initialised head")}
 
 
-class CachedAnnotator(SimulatedAnnotator):
-    """The simulated annotator, remembering each text's VADER score (a batch of 64 reviews is judged 2,016 times)."""
-
-    def __init__(self, temperature: float, seed: int):
-        super().__init__(temperature, seed)
-        self.scores = {}
-
-    def compare(self, prompt: str, a: str, b: str) -> str:
-        for t in (prompt + a, prompt + b):
-            if t not in self.scores:
-                self.scores[t] = float(gold_sentiment(t)[0])
-        s_a, s_b = self.scores[prompt + a], self.scores[prompt + b]
-        if s_a == s_b:
-            return "tie"
-        return "a" if self.rng.random() < sigmoid((s_a - s_b) / self.temperature) else "b"
-
-
 def load_pool(split: str) -> list[tuple[str, list[str]]]:
     path = POOL / f"{split}.jsonl"
     if not path.exists():
@@ -116,7 +99,7 @@ def training_groups(pool, n_groups: int, pairing: str) -> list[tuple[str, list[s
 def run(name: str, pool, heldout, max_seconds=None) -> dict:
     n_groups, pairing, pooling, epochs, lr, temperature = OPTIONS[name]
     groups = training_groups(pool, n_groups, pairing)
-    labelled = label_groups(CachedAnnotator(temperature, seed=0), groups)
+    labelled = label_groups(SimulatedAnnotator(temperature, seed=0), groups)
     n_pairs = sum(map(len, labelled))
     # the same compute per step for every option: 64 texts (32 one-pair groups or 16 groups of 4)
     per_batch = {"all": 16, "disjoint": 32, "batch": 1}[pairing]
@@ -187,7 +170,7 @@ def fit_probe(x, chosen, rejected) -> torch.Tensor:
 def run_probe(name: str, pool, heldout, features) -> dict:
     n_groups, pairing, pooling, layers, temperature = PROBES[name]
     groups = training_groups(pool, n_groups, pairing)
-    pairs = [p for g in label_groups(CachedAnnotator(temperature, seed=0), groups) for p in g]
+    pairs = [p for g in label_groups(SimulatedAnnotator(temperature, seed=0), groups) for p in g]
     index = {t: i for i, t in enumerate(features["texts"])}
     chosen = torch.tensor([index[p["prompt"] + p["chosen"]] for p in pairs])
     rejected = torch.tensor([index[p["prompt"] + p["rejected"]] for p in pairs])
@@ -244,7 +227,7 @@ def gold_structure(heldout) -> dict:
         return float(((other > 0) == (gap > 0))[decided].mean())
 
     by_sentence = lambda t: float(gold_sentiment(re.findall(r"[^.!]+[.!]", t) or [t]).sum())
-    annotator = CachedAnnotator(0.1, seed=0)
+    annotator = SimulatedAnnotator(0.1, seed=0)
     labels = np.array([annotator.compare("", x, y) == "a" for x, y in zip(a, b)])
     return dict(n_decided=int(decided.sum()), pairs_with_a_but=float(np.mean([" but " in x + y for x, y in zip(a, b)])),
                 vader_without_but_rule=agreement(lambda t: no_but.polarity_scores(t)["compound"]),

@@ -25,15 +25,14 @@ A pair is encoded as lm.py's samples are: <|endoftext|> prompt (left-padded), th
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rlhf_lib.feedback import as_pairs
 from rlhf_lib.lm import encode_prompts, logprobs_of
 from rlhf_lib.runtime import check_count, check_positive
 from rlhf_lib.threads import share_cores
@@ -181,30 +180,6 @@ class DPOResult:
 
     def series(self, key: str) -> np.ndarray:
         return np.array([h[key] for h in self.history])
-
-
-def as_pairs(pairs_or_records) -> list[dict]:
-    """{"prompt", "chosen", "rejected"} pairs from: a JSONL preference file (path), preference records
-    (feedback.py's, with "choice"; ties and skips dropped), a datasets.Dataset of either, or pairs."""
-    from rlhf_lib.feedback import read_records, to_pairs
-
-    if isinstance(pairs_or_records, (str, os.PathLike)):
-        pairs_or_records = read_records(Path(pairs_or_records))
-    rows = [dict(r) for r in pairs_or_records]
-    if not rows:
-        raise ValueError("no preference pairs or records to train on")
-    if all("choice" in r for r in rows):
-        rows = to_pairs(rows)
-        if not rows:
-            raise ValueError("the records hold no 'a' or 'b' choice (ties and skips carry no direction)")
-    for i, r in enumerate(rows):
-        missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(r.get(k), str)]
-        if missing:
-            raise ValueError(f"pair {i}: missing text field(s) {missing} (a pair has prompt, chosen, rejected; "
-                             "a record has prompt, completion_a, completion_b, choice)")
-        if r["chosen"] == r["rejected"]:
-            raise ValueError(f"pair {i}: chosen and rejected are the same text")
-    return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
 
 
 def _reference_logps(reference, tokenizer, pairs, cfg):

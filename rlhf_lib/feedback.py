@@ -3,10 +3,11 @@
 An annotator sees a prompt and two completions, A and B, and says which is better
 ("a", "b"), that they are equally good ("tie"), or passes ("skip"). Three kinds:
 
-- `SimulatedAnnotator`: a person whose taste is VADER's sentiment score s(text), who
-  prefers A with the Bradley-Terry probability  P(A > B) = sigmoid((s_A - s_B) / temperature).
+- `TasteAnnotator`: a simulated person with a taste, any function s(text) -> float, who prefers A
+  with the Bradley-Terry probability  P(A > B) = sigmoid((s_A - s_B) / temperature).
   A higher temperature means noisier labels and more disagreement between annotators.
-- `gold_preference`: the same taste with no noise, for evaluation only.
+  `SimulatedAnnotator` is the course's: its taste is VADER's sentiment score (`vader`).
+- `gold_preference`: the course's taste with no noise, for evaluation only.
 - `ScoreJudge`: any scoring function (a reward model, a classifier) used as an "AI judge".
 
 Each judgement is one JSON line, appended and fsynced to disk the moment it is made
@@ -35,7 +36,8 @@ converts ratings instead of ignoring them, because two ratings are a comparison 
 implicitly: for every two ratings by the same annotator of different completions of the same prompt,
 the higher-rated completion is preferred (`ratings_to_preferences`). Equal ratings are dropped, as a tie
 tells a reward model nothing about direction; ratings by different annotators are never paired, since
-one person's 4 need not mean another's 4. `to_pairs` then sees only "a"/"b"/"tie" records.
+one person's 4 need not mean another's 4. `to_pairs` then sees only "a"/"b"/"tie" records, and turns the
+decided ones into the {"prompt", "chosen", "rejected"} pairs the trainers take.
 """
 
 from __future__ import annotations
@@ -162,29 +164,65 @@ def gold_preference(prompt: str, a: str, b: str) -> str:
     return "a" if s_a > s_b else "b" if s_b > s_a else "tie"
 
 
-class SimulatedAnnotator:
-    """A person who likes positive reviews, with Bradley-Terry noise of the given temperature."""
+def vader(text: str) -> float:
+    """The course's taste: VADER's compound score of the text, -1 (negative) to 1 (positive)."""
+    return float(gold_sentiment(text)[0])
 
-    def __init__(self, temperature: float = 0.1, seed: int = 0, name: str | None = None):
-        self.temperature = check_positive("temperature", temperature)
+
+class TasteAnnotator:
+    """A simulated person: a taste (a function text -> float, higher = preferred) with Bradley-Terry noise.
+
+    Asked which of two completions is better, it prefers A with P(A > B) = sigmoid((s_A - s_B) / temperature),
+    s = taste(prompt + completion), and says "tie" when the two scores are equal (no random draw is made then).
+    Asked for a rating, it adds Gaussian noise of standard deviation `temperature` to the score and reads off
+    one of five bands. Every judgement draws from one `random.Random(seed)`, so the same seed gives the same
+    choices, call for call. Each text is scored once (`prime`, `scores`): a batch of 64 whole reviews is
+    compared 2,016 times."""
+
+    def __init__(self, taste: Callable[[str], float], temperature: float = 0.1, seed: int = 0,
+                 name: str | None = None):
+        if not callable(taste):
+            raise TypeError(f"taste must be a function text -> float, got {type(taste).__name__}")
+        self.taste, self.temperature = taste, check_positive("temperature", temperature)
         self.rng = random.Random(seed)
-        self.name = name or f"sim-{seed}"
+        self.name = name or f"{getattr(taste, '__name__', 'taste')}-{seed}"
+        self.scores: dict[str, float] = {}
+
+    def prime(self, texts) -> None:
+        """Score the texts not scored yet, so that later judgements of them only look their scores up."""
+        for text in texts:
+            if text not in self.scores:
+                s = float(self.taste(text))
+                if not math.isfinite(s):
+                    raise ValueError(f"the taste returned {s!r} for {text!r}; it must return finite numbers")
+                self.scores[text] = s
+
+    def score(self, text: str) -> float:
+        """The taste's score of one text (computed once)."""
+        self.prime([text])
+        return self.scores[text]
 
     def prob_a(self, prompt: str, a: str, b: str) -> float:
         """P(this annotator prefers A)."""
-        s_a, s_b = gold_sentiment([prompt + a, prompt + b])
-        return sigmoid((s_a - s_b) / self.temperature)
+        return sigmoid((self.score(prompt + a) - self.score(prompt + b)) / self.temperature)
 
     def compare(self, prompt: str, a: str, b: str) -> str:
-        s_a, s_b = gold_sentiment([prompt + a, prompt + b])
-        if s_a == s_b:  # the same score: nothing to tell them apart
+        """"a" or "b", drawn with probability `prob_a`; "tie" when the two scores are equal."""
+        if self.score(prompt + a) == self.score(prompt + b):  # nothing to tell them apart
             return "tie"
-        return "a" if self.rng.random() < sigmoid((s_a - s_b) / self.temperature) else "b"
+        return "a" if self.rng.random() < self.prob_a(prompt, a, b) else "b"
 
     def rate(self, prompt: str, completion: str) -> int:
-        """A 1-5 rating: the score mapped onto five bands, blurred by the same noise."""
-        s = float(gold_sentiment(prompt + completion)[0]) + self.rng.gauss(0.0, self.temperature)
+        """A 1-5 rating: the score (read on VADER's scale, -1 to 1) blurred by the noise, mapped onto five bands."""
+        s = self.score(prompt + completion) + self.rng.gauss(0.0, self.temperature)
         return int(min(5, max(1, math.floor((s + 1.0) / 0.4) + 1)))
+
+
+class SimulatedAnnotator(TasteAnnotator):
+    """The course's simulated person: a `TasteAnnotator` who likes positive reviews (the `vader` taste)."""
+
+    def __init__(self, temperature: float = 0.1, seed: int = 0, name: str | None = None):
+        super().__init__(vader, temperature, seed, name or f"sim-{seed}")
 
 
 class ScoreJudge:
@@ -517,28 +555,76 @@ def ratings_to_preferences(records) -> list[dict]:
     return out
 
 
+def with_implied_preferences(records) -> list[dict]:
+    """The preference records among `records`, then those their ratings imply (`ratings_to_preferences`)."""
+    return [r for r in records if not is_rating(r)] + ratings_to_preferences(records)
+
+
 def load_preferences(path, drop=("skip",)):
     """The records as a `datasets.Dataset` (skips dropped by default); ratings become the preferences
     they imply (`ratings_to_preferences`)."""
     import datasets
 
-    every = read_records(path)
-    records = [r for r in every if not is_rating(r)] + ratings_to_preferences(every)
-    records = [r for r in records if r["choice"] not in drop]
+    records = [r for r in with_implied_preferences(read_records(path)) if r["choice"] not in drop]
     if not records:
         raise ValueError(f"{path} holds no usable records (all were {drop})")
     return datasets.Dataset.from_list(records)
 
 
-def to_pairs(dataset) -> list[dict]:
-    """chosen/rejected pairs from "a"/"b" records (ties carry no direction and are left out; so are rating
-    records: `load_preferences` has already converted them, `ratings_to_preferences` converts them)."""
+# ---- training pairs
+#
+# A pair travels in three shapes: a tuple (prompt, a, b) before anyone judged it, a preference record
+# (prompt, completion_a, completion_b, choice, ...) once someone has, and a training pair
+# {"prompt", "chosen", "rejected"}. `to_pairs` is the one place where a record becomes a training pair;
+# every function that takes training pairs from outside the library passes them through it, so it takes
+# records (the file's shape) as well.
+
+
+def to_pairs(rows) -> list[dict]:
+    """{"prompt", "chosen", "rejected"} training pairs from preference records (dicts or `PreferenceRecord`s) or
+    training pairs, in a list or a `datasets.Dataset`. A record with choice "a" or "b" gives its chosen
+    completion and the other; ties and skips carry no direction and are left out, and so are rating records
+    (`load_preferences` has already turned them into preferences, `ratings_to_preferences` turns them). A
+    training pair is kept as it is (its three fields). Anything else raises ValueError saying which row."""
     out = []
-    for r in dataset:
-        if r.get("choice") in ("a", "b"):
-            chosen, rejected = (r["completion_a"], r["completion_b"]) if r["choice"] == "a" else (r["completion_b"], r["completion_a"])
-            out.append({"prompt": r["prompt"], "chosen": chosen, "rejected": rejected})
+    for i, r in enumerate(rows):
+        if isinstance(r, PreferenceRecord):
+            r = asdict(r)
+        if not isinstance(r, dict):
+            raise ValueError(f"pair {i}: a pair is a dict (prompt, chosen, rejected) or a preference record "
+                             f"(prompt, completion_a, completion_b, choice), got {type(r).__name__}")
+        if "choice" in r:
+            if r["choice"] not in ("a", "b"):
+                continue
+            keys = ("completion_a", "completion_b") if r["choice"] == "a" else ("completion_b", "completion_a")
+            pair = dict(prompt=r.get("prompt"), chosen=r.get(keys[0]), rejected=r.get(keys[1]))
+        elif is_rating(r):
+            continue
+        else:
+            pair = dict(prompt=r.get("prompt"), chosen=r.get("chosen"), rejected=r.get("rejected"))
+        missing = [k for k, v in pair.items() if not isinstance(v, str)]
+        if missing:
+            raise ValueError(f"pair {i}: missing text field(s) {missing} (a pair has prompt, chosen, rejected; "
+                             "a record has prompt, completion_a, completion_b, choice)")
+        if pair["chosen"] == pair["rejected"]:
+            raise ValueError(f"pair {i}: chosen and rejected are the same text")
+        out.append(pair)
     return out
+
+
+def as_pairs(pairs_or_records) -> list[dict]:
+    """`to_pairs` of a JSONL preference file (a path; ratings count as the preferences they imply), of
+    preference records, of training pairs, or of a `datasets.Dataset` of either; raises ValueError when
+    nothing is left to train on."""
+    if isinstance(pairs_or_records, (str, os.PathLike)):
+        pairs_or_records = with_implied_preferences(read_records(Path(pairs_or_records)))
+    rows = list(pairs_or_records)
+    if not rows:
+        raise ValueError("no preference pairs or records to train on")
+    pairs = to_pairs(rows)
+    if not pairs:
+        raise ValueError("the records hold no 'a' or 'b' choice (ties and skips carry no direction)")
+    return pairs
 
 
 def sample_pairs(model, tokenizer, n: int, prompts=None, temperature: float = 1.0, max_new_tokens: int = 64,

@@ -67,8 +67,9 @@ def train_proxy_reward_model(n_pairs: int, policy=None, epochs: int = 2, lr: flo
 
     from rlhf_lib.lm import load_model
     from rlhf_lib.reward_model import RewardConfig, make_reward_model, normalize_on
-    from rlhf_lib.whole_reviews import (ScoredAnnotator, gold_agreement, label_groups, review_starts,
-                                        sample_whole_pairs, sample_whole_reviews, train_on_groups, zero_head)
+    from rlhf_lib.feedback import SimulatedAnnotator
+    from rlhf_lib.whole_reviews import (gold_agreement, label_groups, review_starts, sample_whole_pairs,
+                                        sample_whole_reviews, train_on_groups, zero_head)
 
     for name, value in (("n_pairs", n_pairs), ("epochs", epochs), ("n_heldout", n_heldout),
                         ("n_normalize", n_normalize)):
@@ -78,7 +79,7 @@ def train_proxy_reward_model(n_pairs: int, policy=None, epochs: int = 2, lr: flo
     start = time.perf_counter()
     model, tokenizer = policy if policy is not None else load_model()
     pairs = sample_whole_pairs(model, tokenizer, n_pairs, seed=seed + 7, progress=progress)
-    labelled = label_groups(ScoredAnnotator(0.1, seed=seed), [(p, [a, b]) for p, a, b in pairs])
+    labelled = label_groups(SimulatedAnnotator(0.1, seed=seed), [(p, [a, b]) for p, a, b in pairs])
     reward_model, reward_tokenizer = make_reward_model(None, pooling="sum", seed=seed)
     zero_head(reward_model)
     result = train_on_groups(reward_model, reward_tokenizer, labelled, RewardConfig(epochs=epochs, lr=lr, warmup=5,

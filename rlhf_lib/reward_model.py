@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rlhf_lib.feedback import to_pairs
 from rlhf_lib.lm import COURSE_MODEL, check_fits, check_model_source, position_ids_from_mask
 from rlhf_lib.runtime import check_count, check_positive
 from rlhf_lib.threads import share_cores
@@ -196,13 +197,14 @@ def reward_model_step(model, tokenizer, pairs: list[dict], opt, max_grad_norm: f
 
 def train_reward_model(model, tokenizer, pairs: list[dict], cfg: RewardConfig | None = None,
                        progress: bool = True, step_fn=reward_model_step) -> RewardResult:
-    """Fit the reward model in place on {"prompt", "chosen", "rejected"} pairs.
+    """Fit the reward model in place on {"prompt", "chosen", "rejected"} pairs (or preference records: `to_pairs`).
 
     step_fn(model, tokenizer, pairs, opt) -> (loss, r_chosen, r_rejected): one training step on a batch
     (`reward_model_step`, or yours); the learning-rate schedule stays here."""
     from tqdm.auto import tqdm
 
     cfg = cfg or RewardConfig()
+    pairs = to_pairs(pairs)
     if not pairs:
         raise ValueError("no preference pairs to train on (ties and skips carry no direction)")
     torch.manual_seed(cfg.seed)
@@ -259,9 +261,11 @@ def normalize_on(model, tokenizer, texts: list[str]) -> tuple[float, float]:
 def pair_accuracy(model, tokenizer, pairs: list[dict]) -> dict:
     """How often the reward model ranks a pair like the noise-free gold preference (VADER), and like the
     recorded labels (chosen over rejected). Pairs the gold calls a tie are left out of the gold accuracy.
-    Also returns, per pair, the model's P(chosen > rejected) and the gold score gap s_chosen - s_rejected."""
+    Also returns, per pair, the model's P(chosen > rejected) and the gold score gap s_chosen - s_rejected.
+    Preference records are taken too (`to_pairs`: the decided ones)."""
     from rlhf_lib.evaluate import gold_sentiment
 
+    pairs = to_pairs(pairs)
     if not pairs:
         raise ValueError("no pairs to evaluate")
     chosen = [p["prompt"] + p["chosen"] for p in pairs]

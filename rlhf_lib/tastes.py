@@ -1,8 +1,8 @@
 """Your own taste: an annotator for any preference, and what a reward model and a policy learn from it.
 
 The course's simulated annotator likes positive reviews (VADER). A taste here is any function
-`taste(text) -> float`, higher = preferred; `TasteAnnotator` judges pairs with it under the same
-Bradley-Terry noise,
+`taste(text) -> float`, higher = preferred; `TasteAnnotator` (rlhf_lib/feedback.py: every simulated annotator
+of the course is one) judges pairs with it under the same Bradley-Terry noise,
 
     P(A preferred) = sigmoid((taste(prompt + a) - taste(prompt + b)) / temperature),
 
@@ -14,22 +14,16 @@ Held-out checks compare with the NOISE-FREE taste: of two texts, the one it scor
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Callable
 
 import numpy as np
 
-from rlhf_lib.evaluate import gold_sentiment
-from rlhf_lib.feedback import cohens_kappa, sigmoid
-from rlhf_lib.runtime import check_count, check_positive
+# TasteAnnotator is re-exported: notebook 07 builds its stand-in as tastes.TasteAnnotator
+from rlhf_lib.feedback import TasteAnnotator, cohens_kappa, to_pairs, vader  # noqa: F401
+from rlhf_lib.runtime import check_count
 
 MUSIC = re.compile(r"\b(music|score|soundtrack|songs?|melod(?:y|ies)|composer|sound)\b", re.IGNORECASE)
-
-
-def vader(text: str) -> float:
-    """The course's taste: VADER's compound score, -1 (negative) to 1 (positive)."""
-    return float(gold_sentiment(text)[0])
 
 
 def harsh(text: str) -> float:
@@ -54,34 +48,6 @@ def short(text: str) -> float:
 
 TASTES: dict[str, Callable[[str], float]] = {"harsh": harsh, "about the music": about_music,
                                              "with a contrast": with_contrast, "short": short, "VADER": vader}
-
-
-class TasteAnnotator:
-    """A simulated person who judges pairs by `taste(text)`, with Bradley-Terry noise of `temperature`."""
-
-    def __init__(self, taste: Callable[[str], float], temperature: float = 0.1, seed: int = 0, name: str | None = None):
-        if not callable(taste):
-            raise TypeError(f"taste must be a function text -> float, got {type(taste).__name__}")
-        self.taste, self.temperature = taste, check_positive("temperature", temperature)
-        self.rng = random.Random(seed)
-        self.name = name or f"{getattr(taste, '__name__', 'taste')}-{seed}"
-
-    def _scores(self, prompt: str, a: str, b: str) -> tuple[float, float]:
-        s_a, s_b = float(self.taste(prompt + a)), float(self.taste(prompt + b))
-        if not (np.isfinite(s_a) and np.isfinite(s_b)):
-            raise ValueError(f"the taste returned {s_a!r} and {s_b!r}; it must return finite numbers")
-        return s_a, s_b
-
-    def prob_a(self, prompt: str, a: str, b: str) -> float:
-        """P(this annotator prefers A)."""
-        s_a, s_b = self._scores(prompt, a, b)
-        return sigmoid((s_a - s_b) / self.temperature)
-
-    def compare(self, prompt: str, a: str, b: str) -> str:
-        s_a, s_b = self._scores(prompt, a, b)
-        if s_a == s_b:
-            return "tie"
-        return "a" if self.rng.random() < sigmoid((s_a - s_b) / self.temperature) else "b"
 
 
 def taste_choice(taste: Callable[[str], float], prompt: str, a: str, b: str) -> str:
@@ -109,18 +75,16 @@ def agreement_with(records, taste: Callable[[str], float]) -> dict:
 
 def heldout_pairs(taste: Callable[[str], float], pairs) -> list[dict]:
     """(prompt, a, b) pairs as {prompt, chosen, rejected} by the noise-free taste; its ties left out."""
-    out = []
-    for prompt, a, b in pairs:
-        t = taste_choice(taste, prompt, a, b)
-        if t != "tie":
-            out.append(dict(prompt=prompt, chosen=a if t == "a" else b, rejected=b if t == "a" else a))
-    return out
+    return to_pairs([dict(prompt=prompt, completion_a=a, completion_b=b, choice=taste_choice(taste, prompt, a, b))
+                     for prompt, a, b in pairs])
 
 
 def ranking_accuracy(model, tokenizer, pairs: list[dict]) -> float:
-    """Share of {prompt, chosen, rejected} pairs where the reward model scores chosen above rejected."""
+    """Share of {prompt, chosen, rejected} pairs (or decided preference records) where the reward model scores
+    chosen above rejected."""
     from rlhf_lib.reward_model import score_texts
 
+    pairs = to_pairs(pairs)
     if not pairs:
         raise ValueError("no pairs to measure on")
     chosen = score_texts(model, tokenizer, [p["prompt"] + p["chosen"] for p in pairs], normalize=False)
@@ -129,9 +93,11 @@ def ranking_accuracy(model, tokenizer, pairs: list[dict]) -> float:
 
 
 def train_on_labels(pairs: list[dict], cfg=None, seed: int = 0):
-    """A fresh reward model (the course model's backbone) trained on {prompt, chosen, rejected} pairs."""
+    """A fresh reward model (the course model's backbone) trained on {prompt, chosen, rejected} pairs or on
+    preference records."""
     from rlhf_lib.reward_model import RewardConfig, make_reward_model, train_reward_model
 
+    pairs = to_pairs(pairs)
     if not pairs:
         raise ValueError("no decided labels to train on (ties and skips carry no direction)")
     model, tokenizer = make_reward_model(seed=seed)
@@ -143,15 +109,17 @@ def label_curve(train: list[dict], heldout: list[dict], counts=(25, 50, 100, 200
                 mixed_with: list[dict] | None = None, progress: bool = True) -> dict:
     """Held-out ranking accuracy of reward models trained on the first n of `train` for each n in counts
     (each trained from scratch with the same settings); with mixed_with, the same n plus all of those
-    pairs. Returns {"counts", "accuracy"}; train and heldout are {prompt, chosen, rejected} pairs."""
+    pairs. Returns {"counts", "accuracy"}; train and heldout are {prompt, chosen, rejected} pairs or preference
+    records (n counts decided labels)."""
     from tqdm.auto import tqdm
 
+    train, heldout, mixed_with = to_pairs(train), to_pairs(heldout), to_pairs(mixed_with or [])
     counts = [check_count("count", n) for n in counts]
     if max(counts) > len(train):
         raise ValueError(f"{max(counts)} labels asked for, only {len(train)} decided labels to train on")
     accuracy = []
     for n in tqdm(counts, desc="reward models", disable=not progress):
-        model, tokenizer = train_on_labels(list(train[:n]) + list(mixed_with or []), cfg)
+        model, tokenizer = train_on_labels(train[:n] + mixed_with, cfg)
         accuracy.append(ranking_accuracy(model, tokenizer, heldout))
     return dict(counts=counts, accuracy=accuracy)
 

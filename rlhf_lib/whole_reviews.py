@@ -19,6 +19,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlhf_lib.feedback import SimulatedAnnotator, to_pairs
 from rlhf_lib.reviews import PROMPTS, generate_review, render_raw, sentences, tokenize
 from rlhf_lib.runtime import check_count, check_positive
 from rlhf_lib.threads import share_cores
@@ -125,17 +126,9 @@ def label_groups(annotator, groups: list[tuple[str, list[str]]]) -> list[list[di
     A group of K completions gives K (K - 1) / 2 judgements, as when a labeller ranks K at once."""
     out = []
     for prompt, completions in groups:
-        pairs = []
-        for i in range(len(completions)):
-            for j in range(i + 1, len(completions)):
-                a, b = completions[i], completions[j]
-                if a == b:
-                    continue
-                choice = annotator.compare(prompt, a, b)
-                if choice in ("a", "b"):
-                    chosen, rejected = (a, b) if choice == "a" else (b, a)
-                    pairs.append(dict(prompt=prompt, chosen=chosen, rejected=rejected))
-        out.append(pairs)
+        records = [dict(prompt=prompt, completion_a=a, completion_b=b, choice=annotator.compare(prompt, a, b))
+                   for i, a in enumerate(completions) for b in completions[i + 1 :] if a != b]
+        out.append(to_pairs(records))
     return out
 
 
@@ -171,7 +164,7 @@ def train_on_groups(model, tokenizer, groups: list[list[dict]], cfg=None, groups
     check_count("groups_per_batch", groups_per_batch)
     if max_seconds is not None:
         check_positive("max_seconds", max_seconds)
-    groups = [g for g in groups if g]
+    groups = [pairs for pairs in map(to_pairs, groups) if pairs]
     if not groups:
         raise ValueError("no labelled pairs to train on (every group was empty or all ties)")
     torch.manual_seed(cfg.seed)
@@ -297,30 +290,9 @@ class WholeRewardConfig:
                              f"({self.groups_per_batch}): a step needs a whole batch of groups")
 
 
-class ScoredAnnotator:
-    """`SimulatedAnnotator`'s judgements, with each text's VADER score computed once (`prime`): a batch of
-    64 reviews is compared 2,016 times. Same seed, same choices as SimulatedAnnotator."""
-
-    def __init__(self, temperature: float = 0.1, seed: int = 0):
-        from rlhf_lib.feedback import SimulatedAnnotator
-
-        self.inner = SimulatedAnnotator(temperature, seed)
-        self.name, self.scores = self.inner.name, {}
-
-    def prime(self, texts: list[str]) -> None:
-        from rlhf_lib.evaluate import gold_sentiment
-
-        new = sorted(set(texts) - self.scores.keys())
-        self.scores.update(zip(new, (float(s) for s in gold_sentiment(new)))) if new else None
-
-    def compare(self, prompt: str, a: str, b: str) -> str:
-        from rlhf_lib.feedback import sigmoid
-
-        self.prime([prompt + a, prompt + b])
-        s_a, s_b = self.scores[prompt + a], self.scores[prompt + b]
-        if s_a == s_b:
-            return "tie"
-        return "a" if self.inner.rng.random() < sigmoid((s_a - s_b) / self.inner.temperature) else "b"
+ScoredAnnotator = SimulatedAnnotator
+"""the name this module used for the simulated annotator while only it kept each text's score (every annotator
+does now: `prime`)"""
 
 
 def sample_groups(model, tokenizer, n: int, group_size: int, seed: int, max_new_tokens: int = 64,
@@ -369,7 +341,7 @@ def train_whole_review_reward_model(cfg: WholeRewardConfig | None = None, policy
     policy_model, policy_tok = policy if policy is not None else load_model()
     groups = sample_groups(policy_model, policy_tok, cfg.n_groups, cfg.group_size, seed=cfg.seed + 1,
                            max_new_tokens=cfg.max_new_tokens, progress=progress)
-    annotator = ScoredAnnotator(cfg.annotator_temperature, seed=cfg.seed)
+    annotator = SimulatedAnnotator(cfg.annotator_temperature, seed=cfg.seed)
     merged = batch_groups(groups, cfg.groups_per_batch)
     annotator.prime([t for _, texts in merged for t in texts])
     labelled = label_groups(annotator, merged)
@@ -486,8 +458,8 @@ def whole_review_dpo_config(**changes):
 def whole_review_labels(model, tokenizer, n: int = 2000, seed: int = 11, temperature: float = 0.1,
                         progress: bool = False) -> list[dict]:
     """Preference pairs of whole reviews for DPO: `n` pairs of the model's whole reviews, both of a pair from
-    one start (`sample_whole_pairs`), judged by the simulated annotator (`ScoredAnnotator(temperature)`,
+    one start (`sample_whole_pairs`), judged by the simulated annotator (`SimulatedAnnotator(temperature)`,
     seed 0); ties are left out, so a few fewer than n come back. {"prompt", "chosen", "rejected"} each."""
     pairs = sample_whole_pairs(model, tokenizer, n, seed=seed, progress=progress)
-    groups = label_groups(ScoredAnnotator(temperature, seed=0), [(p, [a, b]) for p, a, b in pairs])
+    groups = label_groups(SimulatedAnnotator(temperature, seed=0), [(p, [a, b]) for p, a, b in pairs])
     return [r for group in groups for r in group]

@@ -9,8 +9,8 @@ import pytest
 
 from rlhf_lib.evaluate import gold_sentiment
 from rlhf_lib.feedback import (
-    PreferenceRecord, ScoreJudge, SimulatedAnnotator, TornTailError, append_record, gold_preference, label_pairs,
-    load_preferences, read_records, remove_record, repair_torn_tail, to_pairs,
+    PreferenceRecord, RatingRecord, ScoreJudge, SimulatedAnnotator, TornTailError, append_record, as_pairs,
+    gold_preference, label_pairs, load_preferences, read_records, remove_record, repair_torn_tail, to_pairs,
 )
 from rlhf_lib.widgets import DEFAULT_LABELS, Labeler
 
@@ -63,6 +63,40 @@ def test_records_round_trip(tmp_path):
     pairs = to_pairs(ds)
     for p, r in zip(pairs, [r for r in records if r["choice"] in ("a", "b")]):
         assert p["chosen"] == (r["completion_a"] if r["choice"] == "a" else r["completion_b"])
+
+
+def test_to_pairs_turns_each_shape_into_training_pairs():
+    records = [vars(PreferenceRecord(p, a, b, choice, "you")) for (p, a, b), choice in zip(PAIRS, "ab")]
+    records += [vars(PreferenceRecord(*PAIRS[2], "tie", "you")), vars(PreferenceRecord(*PAIRS[3], "skip", "you")),
+                vars(RatingRecord("The plot was", " fine.", 3, "you"))]
+    pair = dict(prompt="Overall,", chosen=" moving.", rejected=" a mess.", note="kept as a pair")
+    want = [dict(prompt="The plot was", chosen=" superb.", rejected=" awful."),  # "a": A is chosen
+            dict(prompt="I expected", chosen=" a lovely drama, and it was great.", rejected=" more."),  # "b"
+            dict(prompt="Overall,", chosen=" moving.", rejected=" a mess.")]  # ties, skips, ratings dropped
+    assert to_pairs(records + [pair]) == want
+    assert to_pairs([PreferenceRecord(*PAIRS[0], "a", "you")]) == want[:1]  # as `label_pairs` returns them
+    assert to_pairs([{k: r.get(k) for k in ("prompt", "completion_a", "completion_b", "choice")} for r in records]) \
+        == want[:2]  # the fields that matter are enough
+    for bad, message in [([("x", " a", " b")], "dict"), ([dict(prompt="x", chosen=" a")], "rejected"),
+                         ([dict(prompt="x", completion_a=" a", choice="a")], "rejected"),
+                         ([dict(prompt="x", chosen=" a", rejected=" a")], "same text")]:
+        with pytest.raises(ValueError, match=message):
+            to_pairs(bad)
+
+
+def test_as_pairs_reads_a_file_as_load_preferences_does(tmp_path):
+    from rlhf_lib import dpo
+
+    path = tmp_path / "labels.jsonl"
+    for r in label_pairs(SimulatedAnnotator(0.5, seed=3), PAIRS * 3):
+        append_record(path, r)
+    for completion, rating in ((" superb.", 5), (" dull.", 2)):
+        append_record(path, RatingRecord("The plot was", completion, rating, "you"))
+    assert as_pairs(path) == to_pairs(load_preferences(path))
+    assert dict(prompt="The plot was", chosen=" superb.", rejected=" dull.") in as_pairs(path)  # from the ratings
+    assert dpo.as_pairs is as_pairs
+    with pytest.raises(ValueError, match="no 'a' or 'b'"):
+        as_pairs([vars(PreferenceRecord(*PAIRS[0], "tie", "you"))])
 
 
 def test_undo_removes_exactly_the_last_line(tmp_path):

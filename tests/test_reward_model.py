@@ -217,3 +217,22 @@ def test_the_step_checker_finds_plausible_mistakes():
     swapped = lambda m, t, pairs, o: reward_model_step(m, t, [dict(p, chosen=p["rejected"], rejected=p["chosen"])
                                                               for p in pairs], o)
     assert "step 1: r_chosen" in compare_reward_model_step(swapped)
+
+
+def test_preference_records_train_and_measure_like_their_pairs():
+    """Records (the labels file's shape) go in where pairs do: the same losses and figures as the pairs they
+    were written from, A chosen in one record and B in the next, and a tie that is left out."""
+    from rlhf_lib.feedback import PreferenceRecord
+
+    records = []
+    for i, p in enumerate(CHECK_PAIRS):
+        a, b, choice = (p["chosen"], p["rejected"], "a") if i % 2 == 0 else (p["rejected"], p["chosen"], "b")
+        records.append(vars(PreferenceRecord(p["prompt"], a, b, choice, "you")))
+    records.append(vars(PreferenceRecord("The plot was", " fine.", " good.", "tie", "you")))
+    cfg = RewardConfig(epochs=1, batch_size=4, warmup=1)
+    runs = []
+    for data in (records, CHECK_PAIRS):
+        model, tokenizer = fresh_reward_model()
+        runs.append((train_reward_model(model, tokenizer, data, cfg, progress=False).losses,
+                     pair_accuracy(model.eval(), tokenizer, data)))
+    assert runs[0] == runs[1] and len(runs[0][0]) == 2

@@ -89,3 +89,10 @@ def test_labels_of_a_taste_turn_the_policy_toward_it():
     after, _ = tastes.taste_of_samples(policy, tok, tastes.short, n=200)
     z = (after.mean() - before.mean()) / math.sqrt(before.var() / 200 + after.var() / 200)
     assert z > 4, (before.mean(), after.mean(), z)
+
+
+def test_heldout_pairs_follow_the_noise_free_taste():
+    # short's choices, as counted above: a tie (left out), then a, a and b
+    want = [dict(prompt=p, chosen=a, rejected=b) for p, a, b in PAIRS[1:3]] + \
+           [dict(prompt=PAIRS[3][0], chosen=PAIRS[3][2], rejected=PAIRS[3][1])]
+    assert tastes.heldout_pairs(tastes.short, PAIRS) == want

@@ -43,6 +43,7 @@ def test_scored_annotator_judges_like_the_simulated_annotator():
     texts = ["A great film.", "A dull, bad film.", "It was fine.", "Terrible and boring.", "I loved it!"]
     pairs = list(combinations(texts, 2)) * 3
     cached, plain = ScoredAnnotator(0.3, seed=5), SimulatedAnnotator(0.3, seed=5)
+    cached.prime(texts)  # every score looked up, none computed, while judging
     assert [cached.compare("", a, b) for a, b in pairs] == [plain.compare("", a, b) for a, b in pairs]
 
 
