@@ -12,20 +12,23 @@ refuses an --out folder that is not empty (add --overwrite to replace what is th
 into assets/ except for the two documented rebuilds (`pretrain --out assets/model`, `reward --task sentence
 --out assets/reward_model`, each with --overwrite). `ppo --resume` and `pipeline --resume` continue an
 interrupted run from its last checkpoint or finished stage. Every option is checked before any work.
+
+This module parses and checks the options; the work of each command is a function of rlhf_lib/pipeline.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import shutil
 import sys
 from dataclasses import fields
 from pathlib import Path
 
 from rlhf_lib.classroom.cli import add_classroom_commands
+from rlhf_lib.pipeline import (PIPELINE_SETTINGS, REWARD_POOLING, PipelineSettings, label_and_save, pipeline_configs,
+                               ppo_and_save, pretrain_and_save, print_summary, reward_and_save, run_pipeline,
+                               sft_and_save, whole_reward_and_save)
+from rlhf_lib.pipeline import last_epoch_mean, make_labels, run_ppo, train_reward  # noqa: F401 (their former home)
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"
@@ -147,135 +150,26 @@ def check_out(out: Path, command: str, overwrite: bool = False, resume: bool = F
     return out
 
 
-def _remove(*paths: Path) -> None:
-    """What --overwrite replaces: this command's own outputs, nothing else in the folder."""
-    for path in paths:
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
-
-def last_epoch_mean(values: list[float], n_pairs: int, batch_size: int) -> float:
-    """Mean of the last epoch's per-step values (an epoch has max(1, n_pairs // batch_size) steps)."""
-    steps = max(1, n_pairs // batch_size)
-    last = values[-steps:]
-    return sum(last) / len(last)
-
-
 def cmd_pretrain(args):
-    from rlhf_lib.evaluate import model_report, text_report
-    from rlhf_lib.pretrain import PretrainConfig, pretrain, save, write_model_card
-    from rlhf_lib.reviews import generate_reviews
+    from rlhf_lib.pretrain import PretrainConfig
 
     cfg = config_from(args, PretrainConfig)
-    check_out(args.out, "pretrain", args.overwrite)
-    result = pretrain(cfg)
-    corpus = text_report(generate_reviews(5000, seed=cfg.seed + 1))
-    samples = model_report(result.model, result.tokenizer, n=args.eval_samples, temperature=1.0, seed=0)
-    summary = save(result, args.out, cfg, extra=dict(corpus=corpus, samples_t1=samples))
-    write_model_card(Path(args.out), summary)
-    return summary
+    out = check_out(args.out, "pretrain", args.overwrite)
+    return pretrain_and_save(out, cfg, args.eval_samples)
 
 
 def cmd_sft(args):
-    from rlhf_lib.evaluate import model_report
-    from rlhf_lib.lm import load_model
-    from rlhf_lib.sft import SFTConfig, load_demonstrations, make_demonstrations, save_jsonl, sft
+    from rlhf_lib.sft import SFTConfig
 
     cfg = config_from(args, SFTConfig)
     out = check_out(args.out, "sft", args.overwrite)
-    model, tokenizer = load_model(args.model)
-    path = args.demonstrations or save_jsonl(make_demonstrations(args.n_demos, seed=cfg.seed), out / "demonstrations.jsonl")
-    demos = load_demonstrations(path)
-    before = model_report(model, tokenizer, n=args.eval_samples, seed=1)
-    result = sft(model, tokenizer, demos, cfg)
-    after = model_report(model, tokenizer, n=args.eval_samples, seed=1)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    summary = dict(model=str(args.model or "course model"), demonstrations=str(path), n_demonstrations=len(demos),
-                   config=vars(cfg), before=before, after=after, final_loss=result.losses[-1],
-                   seconds=round(result.seconds, 1))
-    _write_summary(out, summary)
-    return summary
-
-
-REWARD_POOLING = "last"  # the usual head; "sum" learns VADER a little better but PPO hacks it (benchmarks/README.md)
-
-
-def _fresh_file(path: Path) -> Path:
-    if path.exists():
-        raise ValueError(f"{path} already exists; choose another --out (labels are never overwritten)")
-    return path
-
-
-def make_labels(model, tokenizer, out: Path, n_pairs: int, annotator_temperature: float, seed: int,
-                max_new_tokens: int, model_name: str, task: str = "sentence") -> dict:
-    """Sample pairs from the model, label them with the simulated annotator, write out/labels.jsonl.
-    task="sentence": two completions of a course prompt's sentence; task="whole": two whole reviews from one
-    start of `rlhf_lib.whole_reviews.review_starts` (sampled to end-of-text)."""
-    import time
-
-    from rlhf_lib.feedback import SimulatedAnnotator, gold_preference, label_pairs, sample_pairs, write_records
-
-    start = time.perf_counter()
-    path = _fresh_file(out / "labels.jsonl")
-    if task == "whole":
-        from rlhf_lib.whole_reviews import sample_whole_pairs
-
-        pairs = sample_whole_pairs(model, tokenizer, n_pairs, max_new_tokens=max_new_tokens, seed=seed)
-    else:
-        pairs = sample_pairs(model, tokenizer, n_pairs, max_new_tokens=max_new_tokens, seed=seed)
-    annotator = SimulatedAnnotator(annotator_temperature, seed=seed)
-    records = label_pairs(annotator, pairs, model=model_name)
-    partial = out / ".labels.jsonl.partial"
-    _remove(partial)
-    write_records(partial, records)  # fsynced, then renamed: labels.jsonl is whole or absent
-    os.replace(partial, path)
-    choices = [r.choice for r in records]
-    decided = [(r, gold_preference(r.prompt, r.completion_a, r.completion_b)) for r in records if r.choice in "ab"]
-    agree = [r.choice == g for r, g in decided if g != "tie"]
-    return dict(labels=str(path), task=task, n=len(records), choices={c: choices.count(c) for c in sorted(set(choices))},
-                annotator=annotator.name, annotator_temperature=annotator_temperature,
-                agreement_with_gold=sum(agree) / max(1, len(agree)), seconds=round(time.perf_counter() - start, 1))
+    return sft_and_save(out, cfg, args.model, args.demonstrations, args.n_demos, args.eval_samples)
 
 
 def cmd_label(args):
-    from rlhf_lib.lm import load_model
-
     out = check_out(args.out, "label", args.overwrite)
-    if args.overwrite:
-        _remove(out / "labels.jsonl", out / "summary.json")
-    model, tokenizer = load_model(args.model)
-    summary = make_labels(model, tokenizer, out, args.n_pairs, args.annotator_temperature, args.seed,
-                          args.max_new_tokens, str(args.model or "course model"), task=args.task)
-    _write_summary(args.out, summary)
-    return summary
-
-
-def train_reward(out: Path, labels: Path, policy_model, policy_tokenizer, cfg, base, n_heldout: int, seed: int,
-                 max_new_tokens: int, pooling: str) -> dict:
-    """Train a reward model on the labels, check it against gold on fresh pairs, normalise, save to out."""
-    from rlhf_lib.evaluate import sample_texts
-    from rlhf_lib.feedback import load_preferences, sample_pairs, to_pairs
-    from rlhf_lib.reward_model import calibration, make_reward_model, normalize_on, pair_accuracy, train_reward_model
-
-    train = to_pairs(load_preferences(labels))
-    model, tokenizer = make_reward_model(base, pooling=pooling, seed=seed)
-    result = train_reward_model(model, tokenizer, train, cfg)
-    heldout = [dict(prompt=p, chosen=a, rejected=b) for p, a, b in
-               sample_pairs(policy_model, policy_tokenizer, n_heldout, max_new_tokens=max_new_tokens, seed=seed + 10_000)]
-    mean, std = normalize_on(model, tokenizer, sample_texts(policy_model, policy_tokenizer, 512, seed=seed + 20_000,
-                                                                stop_at="sentence"))
-    report = pair_accuracy(model, tokenizer, heldout)
-    decided = [(p, g > 0) for p, g in zip(report["p_chosen"], report["gold_gap"]) if g != 0]
-    ece = calibration(*zip(*decided))["ece"]
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return dict(labels=str(labels), n_train_pairs=len(train), n_heldout_pairs=report["n_gold_decided"],
-                gold_accuracy=report["gold_accuracy"], train_accuracy_last_epoch=last_epoch_mean(result.accuracies, len(train), cfg.batch_size),
-                calibration_error=ece, reward_mean=mean, reward_std=std, config=vars(cfg),
-                seconds=round(result.seconds, 1))
+    return label_and_save(out, args.model, args.n_pairs, args.annotator_temperature, args.seed, args.max_new_tokens,
+                          args.task, overwrite=args.overwrite)
 
 
 # options of `reward` that only one task reads: (option, dest, default)
@@ -302,7 +196,6 @@ def cmd_reward(args):
     _task_options(args)
     if args.task == "whole":
         return cmd_reward_whole(args)
-    from rlhf_lib.lm import load_model
     from rlhf_lib.reward_model import RewardConfig
 
     args.heldout = 500 if args.heldout is None else args.heldout
@@ -318,22 +211,13 @@ def cmd_reward(args):
         from rlhf_lib.feedback import read_records
 
         read_records(labels)  # a bad file is refused before any work
-    if args.overwrite:
-        _remove(out / "summary.json", *([out / "labels.jsonl"] if labels is None else []))
-    model, tokenizer = load_model(args.model)
-    if labels is None:
-        made = make_labels(model, tokenizer, out, args.n_pairs, args.annotator_temperature, cfg.seed,
-                           args.max_new_tokens, str(args.model or "course model"))
-        labels = Path(made["labels"])
-    summary = train_reward(out, Path(labels), model, tokenizer, cfg, args.base, args.heldout, cfg.seed,
-                           args.max_new_tokens, args.pooling)
-    _write_summary(out, summary)
-    return summary
+    return reward_and_save(out, cfg, labels, args.model, args.base, args.n_pairs, args.annotator_temperature,
+                           args.heldout, args.max_new_tokens, args.pooling, overwrite=args.overwrite)
 
 
 def cmd_reward_whole(args):
     """`reward --task whole`: `train_whole_review_reward_model` with the options' config, saved to --out."""
-    from rlhf_lib.whole_reviews import WholeRewardConfig, train_whole_review_reward_model
+    from rlhf_lib.whole_reviews import WholeRewardConfig
 
     given = dict(n_heldout=args.heldout, pooling=args.pooling, **{dest: getattr(args, dest) for _, dest, _ in WHOLE_ONLY})
     try:
@@ -349,62 +233,7 @@ def cmd_reward_whole(args):
         from rlhf_lib.lm import check_model_source
 
         check_model_source(args.base, "a backbone")
-    policy = None
-    if args.model is not None:
-        from rlhf_lib.lm import load_model
-
-        policy = load_model(args.model)
-    if args.overwrite:
-        _remove(out / "summary.json")
-    model, tokenizer, summary = train_whole_review_reward_model(cfg, policy=policy, base=args.base)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    summary.update(model=str(args.model or "course model"), load_average=[round(x, 2) for x in os.getloadavg()])
-    _write_summary(out, summary)  # last: the folder holds a finished model when summary.json is there
-    return summary
-
-
-def run_ppo(out: Path, model_name, reward_path, cfg, eval_samples: int, accelerator=None, resume: bool = False,
-            task: str = "whole") -> dict:
-    """PPO of the policy against the reward model, evaluated before and after. task="whole": whole reviews from
-    `whole_review_prompts`, evaluated from the course prompts and from the start of text (`evaluate_whole`:
-    before/after hold "course" and "empty"); task="sentence": the course prompts' first sentence."""
-    from rlhf_lib.checkpoint import find_checkpoint
-    from rlhf_lib.lm import check_fits, load_model
-    from rlhf_lib.reviews import PROMPTS
-    from rlhf_lib.reward_model import load_reward_model
-    from rlhf_lib.rlhf import evaluate_policy, review_metrics, train_rlhf
-    from rlhf_lib.whole_reviews import evaluate_whole, whole_review_prompts
-
-    if resume and find_checkpoint(out / "checkpoint") is None and not (out / "checkpoint" / "trainer.pt").exists():
-        raise FileNotFoundError(f"--resume: no complete checkpoint in {out / 'checkpoint'} to continue from")
-    reward = load_reward_model(reward_path)
-    policy, tokenizer = load_model(model_name)
-    try:  # the longest course prompt and the longest response must fit the model's context
-        check_fits(policy, tokenizer, PROMPTS, "course prompt", extra=1 + cfg.max_new_tokens)
-    except ValueError as err:
-        raise ValueError(f"--max-new-tokens {cfg.max_new_tokens} is too long for this model: {err}") from None
-    reference, _ = load_model(model_name)
-    main_process = accelerator is None or accelerator.is_main_process
-    if task == "whole":
-        prompts = whole_review_prompts(seed=cfg.seed)
-        evaluate = lambda: evaluate_whole(policy, reference, tokenizer, *reward, n=eval_samples,
-                                          max_new_tokens=cfg.max_new_tokens)
-    else:
-        prompts = PROMPTS
-        evaluate = lambda: evaluate_policy(policy, reference, tokenizer, *reward, n=eval_samples)
-    before = evaluate() if main_process else None
-    result = train_rlhf(policy, tokenizer, *reward, reference, cfg, prompts=prompts, checkpoint_dir=out / "checkpoint",
-                        resume=resume, accelerator=accelerator, metrics=review_metrics)
-    if not main_process:
-        return {}
-    after = evaluate()
-    policy.save_pretrained(out / "policy")
-    tokenizer.save_pretrained(out / "policy")
-    return dict(model=str(model_name or "course model"), task=task, reward_model=str(reward_path), config=vars(cfg),
-                before=before, after=after, train_seconds=round(result.seconds, 1),
-                processes=accelerator.num_processes if accelerator else 1, last_iteration=result.history[-1],
-                policy=str(out / "policy"))
+    return whole_reward_and_save(out, cfg, args.model, args.base, overwrite=args.overwrite)
 
 
 def cmd_ppo(args):
@@ -415,32 +244,8 @@ def cmd_ppo(args):
     if args.reward_model is None:
         args.reward_model = WHOLE_REVIEW_REWARD_MODEL if args.task == "whole" else ASSETS / "reward_model"
     out = check_out(args.out, "ppo", args.overwrite, args.resume)
-    accelerator = None
-    if args.accelerate or int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by `accelerate launch`
-        from accelerate import Accelerator
-
-        accelerator = Accelerator(cpu=not _cuda())
-    if args.overwrite and (accelerator is None or accelerator.is_main_process):
-        _remove(out / "summary.json", out / "policy", *(out / f"checkpoint{x}" for x in ("", ".new", ".old")))
-    if accelerator:
-        accelerator.wait_for_everyone()
-    summary = run_ppo(out, args.model, args.reward_model, cfg, args.eval_samples, accelerator, args.resume, args.task)
-    if accelerator:  # the helpers wait while the main process evaluates and saves, then all leave the group together:
-        accelerator.wait_for_everyone()  # a helper that exits with its process group alive can abort at exit
-        accelerator.end_training()
-    if summary:
-        _write_summary(args.out, summary)
-    return summary
-
-
-PIPELINE_SETTINGS = ("task", "model", "sft", "n_pairs", "n_groups", "annotator_temperature", "heldout", "iterations",
-                     "seed")
-
-
-def _stage(folder: Path, resume: bool):
-    """The summary of a finished stage (when resuming), else None: the stage runs (again)."""
-    done = folder / "summary.json"
-    return json.loads(done.read_text()) if resume and done.is_file() else None
+    return ppo_and_save(out, cfg, args.reward_model, args.model, args.eval_samples, args.task, resume=args.resume,
+                        overwrite=args.overwrite, accelerate=args.accelerate)
 
 
 def _pipeline_options(args):
@@ -464,108 +269,13 @@ def _pipeline_options(args):
 
 
 def cmd_pipeline(args):
-    """SFT if asked, then labels, reward model, PPO and the evaluation, each in its own subfolder (--task whole:
-    the reward model's recipe labels its own groups of whole reviews, so there is no labels stage). A stage is
-    finished when its summary.json is written; --resume skips finished stages and continues PPO from its
-    checkpoint."""
-    import time
-
-    from rlhf_lib.checkpoint import find_checkpoint
-    from rlhf_lib.lm import load_model
-    from rlhf_lib.reward_model import RewardConfig
-    from rlhf_lib.rlhf import RLHFConfig
-    from rlhf_lib.whole_reviews import WholeRewardConfig, train_whole_review_reward_model, whole_review_config
-
+    """`run_pipeline` with the options' settings (see its doc for the stages and --resume)."""
     _pipeline_options(args)
-    whole = args.task == "whole"
-    if whole:
-        whole_cfg = WholeRewardConfig(n_groups=args.n_groups, annotator_temperature=args.annotator_temperature,
-                                      n_heldout=args.heldout, seed=args.seed,
-                                      groups_per_batch=min(WholeRewardConfig.groups_per_batch, args.n_groups))
-        cfg = whole_review_config(iterations=args.iterations, seed=args.seed)
-    else:
-        reward_cfg, cfg = RewardConfig(seed=args.seed), RLHFConfig(iterations=args.iterations, seed=args.seed)
+    settings = PipelineSettings(**{k: getattr(args, k) for k in PIPELINE_SETTINGS})
+    reward_cfg, ppo_cfg = pipeline_configs(settings)
     out = check_out(args.out, "pipeline", args.overwrite, args.resume)
-    settings = {k: getattr(args, k) for k in PIPELINE_SETTINGS}
-    if args.resume:
-        saved = json.loads((out / "pipeline.json").read_text()) if (out / "pipeline.json").is_file() else None
-        if saved is None:
-            raise FileNotFoundError(f"--resume: {out} holds no pipeline run (no pipeline.json)")
-        differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} then, {v!r} now" for k, v in settings.items()
-                  if saved.get(k) != v]
-        if differ:
-            raise ValueError(f"--resume: the run in {out} was started with other settings ({'; '.join(differ)})")
-    elif args.overwrite:
-        _remove(*(out / name for name in ("sft", "labels", "reward_model", "ppo", "summary.json", "pipeline.json")))
-    _write_json(out / "pipeline.json", settings)
-    start, stages = time.perf_counter(), {}
-    model_name = args.model
-    if args.sft:
-        from rlhf_lib.sft import SFTConfig, make_demonstrations, save_jsonl, sft
-
-        stages["sft"] = _stage(out / "sft", args.resume)
-        if stages["sft"] is None:
-            model, tokenizer = load_model(model_name)
-            demos = make_demonstrations(2000, seed=args.seed)
-            save_jsonl(demos, out / "sft" / "demonstrations.jsonl")
-            result = sft(model, tokenizer, demos, SFTConfig(seed=args.seed))
-            model.save_pretrained(out / "sft")
-            tokenizer.save_pretrained(out / "sft")
-            stages["sft"] = dict(seconds=round(result.seconds, 1), final_loss=result.losses[-1])
-            _write_summary(out / "sft", stages["sft"])
-        model_name = str(out / "sft")
-    model, tokenizer = load_model(model_name)
-    if not whole:
-        stages["labels"] = _stage(out / "labels", args.resume)
-        if stages["labels"] is None:
-            _remove(out / "labels")  # an unfinished stage starts again from nothing
-            stages["labels"] = make_labels(model, tokenizer, out / "labels", args.n_pairs, args.annotator_temperature,
-                                           args.seed, 64, str(model_name or "course model"), task="sentence")
-            _write_summary(out / "labels", stages["labels"])
-    stages["reward_model"] = _stage(out / "reward_model", args.resume)
-    if stages["reward_model"] is None and whole:
-        _remove(out / "reward_model")
-        reward_model, reward_tokenizer, stages["reward_model"] = train_whole_review_reward_model(
-            whole_cfg, policy=(model, tokenizer), progress=True)
-        reward_model.save_pretrained(out / "reward_model")
-        reward_tokenizer.save_pretrained(out / "reward_model")
-        _write_summary(out / "reward_model", stages["reward_model"])
-    elif stages["reward_model"] is None:
-        stages["reward_model"] = train_reward(out / "reward_model", Path(stages["labels"]["labels"]), model,
-                                              tokenizer, reward_cfg, None, args.heldout, args.seed, 64, REWARD_POOLING)
-        _write_summary(out / "reward_model", stages["reward_model"])
-    stages["ppo"] = _stage(out / "ppo", args.resume)
-    if stages["ppo"] is None:
-        resume_ppo = args.resume and find_checkpoint(out / "ppo" / "checkpoint") is not None
-        stages["ppo"] = run_ppo(out / "ppo", model_name, out / "reward_model", cfg, args.eval_samples,
-                                resume=resume_ppo, task=args.task)
-        _write_summary(out / "ppo", stages["ppo"])
-    summary = dict(task=args.task, before=stages["ppo"]["before"], after=stages["ppo"]["after"],
-                   reward_model_gold_accuracy=stages["reward_model"]["gold_accuracy"], stages=stages,
-                   policy=stages["ppo"]["policy"], seconds=round(time.perf_counter() - start, 1))
-    _write_summary(out, summary)
-    return summary
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _write_summary(out, summary: dict) -> None:
-    _write_json(Path(out) / "summary.json", summary)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Written beside, fsynced, renamed: the file is whole or absent (a stage counts as done by its summary)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w") as f:
-        f.write(json.dumps(data, indent=2, default=str))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    return run_pipeline(out, settings, reward_cfg, ppo_cfg, args.eval_samples, resume=args.resume,
+                        overwrite=args.overwrite)
 
 
 def main(argv=None):
@@ -599,8 +309,7 @@ def main(argv=None):
         return 2
     if not summary:  # a helper process under accelerate: the main process reports
         return 0
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "stages")}, indent=2, default=str))
-    print(f"saved to {args.out} (summary in {Path(args.out) / 'summary.json'})")
+    print_summary(summary, args.out)
     return 0
 
 

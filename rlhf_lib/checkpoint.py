@@ -26,19 +26,13 @@ from pathlib import Path
 
 import torch
 
+from rlhf_lib.files import atomic_file, fsync_file, fsync_folder, write_atomic
+
 MANIFEST = "manifest.json"
 
 
 def _sibling(folder: Path, suffix: str) -> Path:
     return folder.with_name(folder.name + suffix)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sha256(path: Path) -> str:
@@ -50,10 +44,8 @@ def _sha256(path: Path) -> str:
 
 
 def _save_torch(obj, path: Path) -> None:
-    with open(path, "wb") as f:
+    with atomic_file(path, "wb") as f:
         torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def save_checkpoint(folder, model, opt, rank: int, state: dict, accelerator=None) -> None:
@@ -75,22 +67,20 @@ def save_checkpoint(folder, model, opt, rank: int, state: dict, accelerator=None
         model.lm.save_pretrained(new / "policy")
         _save_torch({"value_head": model.value_head.state_dict(), "optimizer": opt.state_dict(),
                      "state": {k: v for k, v in state.items() if k != "sampler"}}, new / "trainer.pt")
-        (new / "history.json").write_text(json.dumps(state["history"], indent=1))
+        write_atomic(new / "history.json", json.dumps(state["history"], indent=1))
         files = sorted(p for p in new.rglob("*") if p.is_file())
-        for p in files:
-            _fsync(p)
+        for p in files:  # save_pretrained's files are not synced by their writer
+            fsync_file(p)
         manifest = dict(iteration=state["iteration"], processes=world,
                         files={str(p.relative_to(new)): _sha256(p) for p in files})
-        (new / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        _fsync(new / MANIFEST)
-        _fsync(new / "policy")
-        _fsync(new)
+        write_atomic(new / MANIFEST, json.dumps(manifest, indent=1))
+        fsync_folder(new / "policy")
         if folder.exists():
             if old.exists():
                 shutil.rmtree(old)
             os.replace(folder, old)
         os.replace(new, folder)
-        _fsync(folder.parent)
+        fsync_folder(folder.parent)
         shutil.rmtree(old, ignore_errors=True)
     sync()
 

@@ -56,6 +56,7 @@ from pathlib import Path
 from collections.abc import Callable
 
 from rlhf_lib.evaluate import gold_sentiment
+from rlhf_lib.files import fsync_folder, write_atomic
 from rlhf_lib.runtime import check_positive
 
 try:
@@ -299,8 +300,9 @@ def compare_label_into(fn) -> str | None:
 #
 # Every change happens under an exclusive `flock` of the file itself, so several writers (two tabs, two
 # learners on a shared folder) never interleave. An append is one write of whole lines, fsynced before
-# returning. Removing a record rewrites the file into a temporary neighbour and renames it over the old
-# one (atomic); a writer that was waiting on the old file's lock notices the rename and locks the new one.
+# returning. Removing a record rewrites the whole file atomically (`rlhf_lib.files.write_atomic`: a temporary
+# neighbour renamed over it); a writer that was waiting on the old file's lock notices the rename and locks
+# the new one.
 
 
 def new_id() -> str:
@@ -333,17 +335,6 @@ def _locked(path: Path, exclusive: bool = True):
         yield f
     finally:
         f.close()  # releases the lock
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _as_line(record) -> bytes:
@@ -400,9 +391,19 @@ def write_records(path, records) -> Path:
     return path
 
 
+def save_records(path, records) -> Path:
+    """Write the records as the whole content of the file, atomically (`rlhf_lib.files.write_atomic`): after a
+    crash the file holds all of them or what it held before. For a file made in one go; the widget appends."""
+    lines = [_as_line(r) for r in records]
+    path = Path(path)
+    _refuse_folder(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomic(path, b"".join(lines))
+
+
 def remove_record(path, record_id: str) -> bool:
-    """Remove the record with this id (and nothing else) from the file, atomically: the new content is
-    written beside the file, fsynced, and renamed over it. Returns False if no record has that id."""
+    """Remove the record with this id (and nothing else) from the file, atomically (the whole file is
+    rewritten with `rlhf_lib.files.write_atomic`). Returns False if no record has that id."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no preference file at {path}")
@@ -423,14 +424,7 @@ def remove_record(path, record_id: str) -> bool:
             keep.append(line)
         if not removed:
             return False
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as out:
-            out.write(b"\n".join(keep))
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-        os.replace(tmp, path)  # still holding the lock of the old file: waiting writers retry on the new one
-        _fsync_dir(path.parent)
+        write_atomic(path, b"\n".join(keep))  # under the old file's lock: waiting writers retry on the new one
     return True
 
 
@@ -477,7 +471,7 @@ def repair_torn_tail(path) -> Path | None:
         f.truncate(cut)
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(path.parent)
+    fsync_folder(path.parent)
     kept = data[:cut].count(b"\n")
     warnings.warn(f"{path}: the last line was cut off by an interrupted write; its {len(tail)} bytes were "
                   f"moved to {side}; the {kept} lines before it are kept", stacklevel=2)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlhf_lib.files import write_atomic
 from rlhf_lib.reviews import generate_reviews
 from rlhf_lib.runtime import check_count, check_positive, set_seed
 from rlhf_lib.threads import share_cores
@@ -189,7 +190,7 @@ def save(result: PretrainResult, out: Path, cfg: PretrainConfig, extra: dict | N
                    heldout_loss=round(result.heldout_loss, 4),
                    final_train_loss=round(float(np.mean(result.losses[-50:])), 4),
                    seconds=round(result.seconds, 1), **(extra or {}))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -226,6 +227,4 @@ cosine decay
 
 It knows nothing but this language: ask it about anything else and it writes a film review.
 """
-    path = Path(out) / "README.md"
-    path.write_text(text)
-    return path
+    return write_atomic(Path(out) / "README.md", text)

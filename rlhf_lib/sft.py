@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from rlhf_lib.evaluate import gold_sentiment
+from rlhf_lib.files import write_atomic
 from rlhf_lib.reviews import PROMPTS, generate_review
 from rlhf_lib.runtime import check_count, check_positive
 from rlhf_lib.threads import share_cores
@@ -48,12 +49,10 @@ def make_demonstrations(n: int, min_sentiment: float | None = 0.5, mood: float =
 
 
 def save_jsonl(records: list[dict], path) -> Path:
+    """One JSON record a line, written atomically (`rlhf_lib.files.write_atomic`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-    return path
+    return write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def load_demonstrations(path):

@@ -1,6 +1,6 @@
-"""Faults as they happen: processes killed with SIGKILL in the middle of writing labels or checkpoints,
-several writers on one label file. Afterwards the files must be readable and consistent, and what was
-acknowledged must be there."""
+"""Faults as they happen: processes killed with SIGKILL in the middle of writing labels, checkpoints or any
+whole file, several writers on one label file. Afterwards the files must be readable and consistent, and what
+was acknowledged must be there."""
 
 import os
 import random
@@ -55,6 +55,21 @@ for i in range(start + 1, 10**6):
         iteration=i, beta=float(i), sampler=torch.Generator().manual_seed(i).get_state(),
         shuffler=torch.Generator().manual_seed(i + 1).get_state(), history=[{"iteration": k} for k in range(1, i + 1)],
         samples=[], config={"seed": 0}))
+    print(i, flush=True)
+"""
+
+ATOMIC_WRITER = r"""
+import sys
+from rlhf_lib.files import atomic_file, write_atomic
+path, first, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(first, 10**6):
+    content = f"{i:07d}\n".encode() * (size // 8)
+    if i % 2:
+        write_atomic(path, content)
+    else:  # the file-object form (checkpoints' torch.save), in many small writes
+        with atomic_file(path, "wb") as f:
+            for k in range(0, size, 1 << 16):
+                f.write(content[k : k + (1 << 16)])
     print(i, flush=True)
 """
 
@@ -128,6 +143,49 @@ def test_concurrent_writers_with_undo_lose_nothing(tmp_path):
     assert sorted(r["id"] for r in records) == sorted(expected)
     assert len(records) == 4 * 30
     assert b"\0" not in path.read_bytes()
+
+
+def test_whole_file_writes_survive_sigkill_in_the_middle_of_writing(tmp_path):
+    """A process replaces a 4 MB file again and again and is killed at random moments: the file always holds
+    one whole version (the last acknowledged, or the one whose rename came just before the kill), never a mix of
+    two, a cut one or nothing. What a kill leaves behind is a temporary file beside it, never the file itself."""
+    rng, path, size = random.Random(2), tmp_path / "big.bin", 4 << 20
+    version = lambda i: f"{i:07d}\n".encode() * (size // 8)  # every 8 bytes name the version they belong to
+    path.write_bytes(version(0))
+    done, cut_short = 0, 0
+    for _ in range(20):
+        lines = kill_after(start(ATOMIC_WRITER, path, done + 1, size), rng.randint(1, 3), rng)
+        acknowledged = int(lines[-1][0])
+        data = path.read_bytes()
+        assert len(data) == size, f"{len(data)} bytes: a cut or empty file"
+        done = int(data[:7])
+        assert data == version(done), "pieces of two versions"
+        assert acknowledged <= done <= acknowledged + 1, (acknowledged, done)
+        leftovers = [p for p in tmp_path.iterdir() if p != path]
+        assert all(p.name.startswith(".big.bin.") and p.name.endswith(".tmp") for p in leftovers), leftovers
+        cut_short += len(leftovers)
+        for p in leftovers:
+            p.unlink()
+    assert cut_short >= 5, "the kills did not land inside writes: the test proved nothing"
+
+
+def test_atomic_file_leaves_the_old_file_when_the_writer_fails_and_keeps_its_mode(tmp_path):
+    from rlhf_lib.files import atomic_file, write_atomic
+
+    path = tmp_path / "summary.json"
+    write_atomic(path, "old")
+    path.chmod(0o640)
+    with pytest.raises(RuntimeError):
+        with atomic_file(path) as f:
+            f.write("new, half written")
+            raise RuntimeError("the writer fails")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    write_atomic(path, "new")
+    assert path.read_text() == "new" and path.stat().st_mode & 0o777 == 0o640
+    fresh = write_atomic(tmp_path / "fresh.txt", "ü")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # a file made the usual way: the same permissions as ours
+    assert fresh.read_bytes() == "ü".encode() and fresh.stat().st_mode == plain.stat().st_mode
 
 
 def check_loaded(folder, at_least):

@@ -153,10 +153,12 @@ class BackgroundTrainer:
 
 
 def cmd_train(args):
-    """Export the class's labels, then the library's `reward` and `ppo` commands on them."""
-    from rlhf_lib.__main__ import main
+    """Export the class's labels, then the library's `reward` and `ppo` commands on them (`rlhf_lib.pipeline`)."""
     from rlhf_lib.classroom.store import Store
     from rlhf_lib.feedback import read_records
+    from rlhf_lib.pipeline import ppo_and_save, reward_and_save, write_summary
+    from rlhf_lib.reward_model import RewardConfig
+    from rlhf_lib.rlhf import RLHFConfig
 
     _check(args.db.is_file(), f"--db: no database at {args.db}")
     leftover = [f.name for f in args.out.iterdir() if f.name != "train.log"] if args.out.is_dir() else []
@@ -171,14 +173,14 @@ def cmd_train(args):
     print(f"{n} labels ({decided} a/b) exported to {labels}", flush=True)
     reward, ppo = args.out / "reward_model", args.out / "ppo"
     # the class labels one-sentence completions of the course prompts: the sentence task end to end
-    steps = [["reward", "--task", "sentence", "--out", str(reward), "--labels", str(labels), "--epochs", str(args.epochs),
-              "--heldout", str(args.heldout), "--seed", str(args.seed)],
-             ["ppo", "--task", "sentence", "--out", str(ppo), "--reward-model", str(reward), "--iterations", str(args.iterations),
-              "--eval-samples", str(args.eval_samples), "--seed", str(args.seed)]]
-    for argv in steps:
-        print("python -m rlhf_lib " + " ".join(argv), flush=True)
-        if main(argv) != 0:
-            raise ValueError(f"`{argv[0]}` failed (its error is printed above)")
+    _step(["reward", "--task", "sentence", "--out", str(reward), "--labels", str(labels), "--epochs", str(args.epochs),
+           "--heldout", str(args.heldout), "--seed", str(args.seed)], reward,
+          lambda: reward_and_save(reward, RewardConfig(epochs=args.epochs, seed=args.seed), labels,
+                                  heldout=args.heldout))
+    _step(["ppo", "--task", "sentence", "--out", str(ppo), "--reward-model", str(reward), "--iterations",
+           str(args.iterations), "--eval-samples", str(args.eval_samples), "--seed", str(args.seed)], ppo,
+          lambda: ppo_and_save(ppo, RLHFConfig(iterations=args.iterations, seed=args.seed), reward,
+                               eval_samples=args.eval_samples, task="sentence"))
     rm = json.loads((reward / "summary.json").read_text())
     rl = json.loads((ppo / "summary.json").read_text())
     before, after = rl["before"], rl["after"]
@@ -191,5 +193,19 @@ def cmd_train(args):
                    before={k: before[k] for k in keys}, after={k: after[k] for k in keys},
                    examples_before=before.get("examples", []), examples_after=after.get("examples", []),
                    reward_model=str(reward), policy=rl.get("policy"))
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_summary(args.out, summary)
     return summary
+
+
+def _step(argv: list[str], out: Path, work) -> None:
+    """One step of `train`: says which command it is, runs `work` (that command's library function), and
+    reports as that command does; a failure is printed, and stops the training."""
+    from rlhf_lib.pipeline import print_summary
+
+    print("python -m rlhf_lib " + " ".join(argv), flush=True)
+    try:
+        summary = work()
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise ValueError(f"`{argv[0]}` failed (its error is printed above)") from None
+    print_summary(summary, out)

@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rlhf_lib.feedback import CHOICES, FIELDS, gold_preference, validate
+from rlhf_lib.files import write_atomic
 
 HANDOUT_SECONDS = 600.0
 MAX_NAME = 40
@@ -309,5 +310,5 @@ class Store:
             raise ValueError(f"{path} already exists; labels are never overwritten")
         lines = self.export_lines()
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        write_atomic(path, "".join(line + "\n" for line in lines))
         return len(lines)
