@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from rlhf_lib.exercises.rlhf_loop import compare_ppo_iteration
 from rlhf_lib.lm import load_model, logprobs_of, sample, stop_ids
 from rlhf_lib.reward_model import make_reward_model
 from rlhf_lib.reviews import PROMPTS
 from rlhf_lib.rlhf import AdaptiveKLController, PolicyWithValue, RLHFConfig, advantages_and_returns, \
-    compare_ppo_iteration, iteration_figures, kl_shaped_rewards, last_token_dones, make_setup, ppo_iteration, \
-    ppo_update, reference_logprobs, rollout, score_responses, sentence_shaping, token_rewards, train_rlhf, \
-    value_estimates
+    iteration_figures, kl_shaped_rewards, last_token_dones, make_setup, ppo_iteration, ppo_update, reference_logprobs, \
+    rollout, score_responses, sentence_shaping, token_rewards, train_rlhf, value_estimates
 
 SMALL = dict(batch_size=16, max_new_tokens=24, minibatches=2, epochs=2)
 
