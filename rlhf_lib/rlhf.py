@@ -357,11 +357,6 @@ def sentence_shaping(score_fn: Callable, tokenizer, batch: Rollout) -> torch.Ten
     return shaping
 
 
-def token_rewards(score, logp, logp_ref, mask, beta) -> tuple[torch.Tensor, torch.Tensor]:
-    """The earlier name: (kl_shaped_rewards(...), the per-token k1 (B, R))."""
-    return kl_shaped_rewards(score, logp, logp_ref, mask, beta), (logp - logp_ref) * mask
-
-
 def last_token_dones(mask: torch.Tensor) -> torch.Tensor:
     """(B, R) 1 at the last real token of each response: the episode ends there."""
     dones = torch.zeros_like(mask, dtype=torch.float32)
