@@ -1,18 +1,58 @@
 """rlhf_lib: the small library behind the course notebooks.
 
-One module a topic, readable top to bottom:
+One module a topic, readable top to bottom. The RL core (notebooks 01-03):
 
-    runtime.py          set_seed, the fast setting for tests, input checks
-    envs.py             gridworld and bandits (CartPole comes from gymnasium)
-    tabular.py          value iteration, Q-learning, SARSA, epsilon-greedy
-    policy_gradient.py  REINFORCE on a bandit and on CartPole
+    envs.py             gridworld (walls, goal, pit or cliff, slip) and bandits
+    tabular.py          value iteration, Q-learning, SARSA, epsilon-greedy and schedules
+    policy_gradient.py  REINFORCE on a bandit (with the exact gradient) and on CartPole
     ppo.py              GAE, returns, the clipped losses: the math CartPole and LM PPO share
     cartpole.py         PPO on CartPole: rollout, advantages, update
+
+Language models (notebook 04 on):
+
+    reviews.py          the review language: a seeded generator, an exact grammar check, the course prompts
+    pretrain.py         the course's small GPT-2 and its tokenizer, trained from scratch on reviews
+    lm.py               load a causal LM, sample, log-probs, the exact per-step KL and the KL estimators
+    evaluate.py         gold sentiment (VADER), grammatical and positive rates, text reports
+
+Feedback and its stores (notebook 06):
+
+    feedback.py         simulated annotators (Bradley-Terry), an AI judge, preference records in JSONL
+    widgets.py          the labeling widget: every click saved at once, undo, resume
+    tastes.py           your own taste: an annotator for any function of the text
+    classroom/          a class labels together: a SQLite store, a web app, the teacher's report, a client
+
+Reward models (notebooks 07, 09):
+
+    reward_model.py     a language model with a scalar head, trained on preferences with Bradley-Terry
+    bon.py              best-of-n: the estimator from one pool, its KL, Gao et al.'s fits
+    goodhart.py         over-optimisation measured: the proxy reward against the gold one
+
+The trainers (notebooks 05, 08, 10):
+
+    sft.py              demonstrations and supervised fine-tuning on the completion only
+    rlhf.py             PPO for language models as named pieces; train_rlhf is the loop of them
+    checkpoint.py       checkpoints of a PPO run that a crash cannot corrupt, checked on resume
+    group_advantages.py RLOO and GRPO advantages, loss aggregations, the two KL placements
+    critic_free.py      RLOO and GRPO as one iteration of the PPO loop, without a value head
+    dpo.py              DPO, IPO and robust DPO: preferences without a reward model or sampling
+    whole_reviews.py    the whole-review task: starts, pairs, its reward model, the PPO and DPO recipes
+    threads.py          a fair share of the cores for torch, re-checked while training
+
+The course's notebook glue:
+
+    runtime.py          set_seed, the fast setting for tests (is_fast, pick), input checks, the environment report
     plotting.py         the course's plots
-    exercises.py        checkers and revealable solutions for the notebooks
+    exercises/          checkers by topic, hints, revealable solutions, use_or_library
+    solutions.py        the exercises' solutions, written the plain way (reveal("name") prints one)
+    answers.py          model answers to the discussion questions: answer("3.1")
+    __main__.py         the command line: python -m rlhf_lib
+
+Importing the package stays light (no torch): the names below are the ones every notebook uses.
 """
 
+from rlhf_lib.answers import answer
 from rlhf_lib.runtime import set_seed, is_fast, pick
 
-__all__ = ["set_seed", "is_fast", "pick"]
+__all__ = ["set_seed", "is_fast", "pick", "answer"]
 __version__ = "0.1.0"

@@ -263,39 +263,6 @@ def label_into(path, annotator, pairs, model: str = "course model") -> int:
     return added
 
 
-LABEL_CHECK_PAIRS = (("The plot was", " wonderful.", " dull."), ("I expected", " more.", " a delightful film."),
-               ("The music was", " fine.", " loud and awful."), ("Overall,", " a charming film.", " a film."),
-               ("The acting was", " bold.", " stiff and boring."), ("The ending was", " sad.", " moving."))
-
-
-def compare_label_into(fn) -> str | None:
-    """None if fn(path, annotator, pairs) -> count labels like `label_into`: into an empty file, and again
-    over a file that already holds the first pairs (it must resume, not label them twice). Otherwise what
-    differs. The annotator is seeded the same way for both, so the same calls give the same choices."""
-    import tempfile
-
-    keys = ("prompt", "completion_a", "completion_b", "choice", "annotator")
-    for case, done in (("an empty file", 0), ("a file that already holds the first 3 pairs", 3)):
-        runs = []
-        for f in (fn, label_into):  # yours first: an unfinished one stops at once
-            path = Path(tempfile.mkdtemp(prefix="labels_")) / "labels.jsonl"
-            if done:
-                label_into(path, SimulatedAnnotator(0.1, seed=5, name="checker"), LABEL_CHECK_PAIRS[:done])
-            added = f(path, SimulatedAnnotator(0.1, seed=6, name="checker"), list(LABEL_CHECK_PAIRS))
-            runs.append((added, [tuple(r.get(k) for k in keys) for r in read_records(path, allow_empty=True)]))
-        (added_got, got), (added_want, want) = runs
-        if len(got) != len(want):
-            return (f"with {case}: the file ends with {len(got)} records, expected {len(want)}"
-                    + (" (skip the pairs already in the file)" if len(got) > len(want) else ""))
-        for i, (w, g) in enumerate(zip(want, got)):
-            if w != g:
-                field_name = next(k for k, x, y in zip(keys, w, g) if x != y)
-                return f"with {case}: record {i + 1}'s {field_name} is {g[keys.index(field_name)]!r}, expected {w[keys.index(field_name)]!r}"
-        if added_got != added_want:
-            return f"with {case}: return how many records you added ({added_want}), got {added_got!r}"
-    return None
-
-
 # ---- the JSONL file
 #
 # Every change happens under an exclusive `flock` of the file itself, so several writers (two tabs, two

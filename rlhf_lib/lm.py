@@ -348,34 +348,3 @@ def kl_estimates(logp: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor 
     if mask is not None:
         k = {name: v * mask for name, v in k.items()}
     return k
-
-
-# ---- checking a learner's `response_logprobs` (notebook 04)
-
-
-@torch.no_grad()
-def compare_response_logprobs(fn, model=None, tokenizer=None) -> str | None:
-    """None if fn(logits, response_ids, response_mask) returns the log-probs `sample` recorded, on prompts
-    of different lengths (left-padded) and one-sentence responses of different lengths (right-padded), at
-    temperatures 1 and 0.7; otherwise a sentence saying what differs."""
-    if model is None:
-        model, tokenizer = load_model()
-    prompts = ["The plot was", "Overall, the film was very", "I", "The music of this long film was"]
-    for temperature, seed in ((1.0, 5), (0.7, 6)):
-        s = sample(model, tokenizer, prompts, 12, temperature, seed=seed, stop_at="sentence")
-        mask = torch.cat([s.prompt_mask, s.response_mask], dim=1)
-        logits = model(input_ids=torch.cat([s.prompt_ids, s.response_ids], dim=1), attention_mask=mask,
-                       position_ids=position_ids_from_mask(mask)).logits / temperature  # (B, P + R, V)
-        got = torch.as_tensor(fn(logits.clone(), s.response_ids.clone(), s.response_mask.clone()), dtype=torch.float32)
-        if got.shape != s.logp.shape:
-            return f"expected shape {tuple(s.logp.shape)} (B, R), got {tuple(got.shape)}"
-        real = s.response_mask.bool()
-        if (got * ~real).abs().max() > 0:
-            return "the padding after a response should get 0 (multiply by response_mask)"
-        gap = (got - s.logp).abs() * real
-        if gap.max() > 1e-4:
-            b, j = divmod(int(gap.argmax()), gap.shape[1])
-            return (f"at temperature {temperature}, row {b}, response token {j}: `sample` recorded "
-                    f"{float(s.logp[b, j]):.4f}, you returned {float(got[b, j]):.4f}. The logits at position t "
-                    f"predict the token at t + 1.")
-    return None

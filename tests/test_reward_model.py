@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from rlhf_lib.exercises.preferences import CHECK_PAIRS, compare_reward_model_step
 from rlhf_lib.feedback import SimulatedAnnotator, label_pairs, to_pairs
 from rlhf_lib.reward_model import (
-    CHECK_PAIRS, RewardConfig, bradley_terry_loss, calibration, compare_reward_model_step, encode, last_token_index,
-    load_reward_model, make_reward_model, normalize_on, pair_accuracy, raw_rewards, reward_model_step, score_texts,
-    train_reward_model,
+    RewardConfig, bradley_terry_loss, calibration, encode, last_token_index, load_reward_model, make_reward_model,
+    normalize_on, pair_accuracy, raw_rewards, reward_model_step, score_texts, train_reward_model,
 )
 
 

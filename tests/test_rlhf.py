@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from rlhf_lib.exercises.rlhf_loop import compare_ppo_iteration
 from rlhf_lib.lm import load_model, logprobs_of, sample, stop_ids
 from rlhf_lib.reward_model import make_reward_model
 from rlhf_lib.reviews import PROMPTS
 from rlhf_lib.rlhf import AdaptiveKLController, PolicyWithValue, RLHFConfig, advantages_and_returns, \
-    compare_ppo_iteration, iteration_figures, kl_shaped_rewards, last_token_dones, make_setup, ppo_iteration, \
-    ppo_update, reference_logprobs, rollout, score_responses, sentence_shaping, token_rewards, train_rlhf, \
-    value_estimates
+    iteration_figures, kl_shaped_rewards, last_token_dones, make_setup, ppo_iteration, ppo_update, reference_logprobs, \
+    rollout, score_responses, sentence_shaping, train_rlhf, value_estimates
 
 SMALL = dict(batch_size=16, max_new_tokens=24, minibatches=2, epochs=2)
 
@@ -32,15 +32,10 @@ def run(reward, iterations=3, **kw):
     return train_rlhf(policy, tok, *reward, reference, cfg, progress=False), policy
 
 
-def test_token_rewards_by_hand():
-    logp = torch.tensor([[-1.0, -2.0, -0.5, 0.0], [-0.3, -0.1, 0.0, 0.0]])
-    logp_ref = torch.tensor([[-1.5, -1.0, -0.5, 0.0], [-0.2, -0.4, 0.0, 0.0]])
-    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
-    rewards, kl = token_rewards(torch.tensor([2.0, -1.0]), logp, logp_ref, mask, beta=0.1)
-    expected = torch.tensor([[-0.05, 0.1, 2.0, 0.0], [0.01, -0.03 - 1.0, 0.0, 0.0]])
-    torch.testing.assert_close(rewards, expected)
-    torch.testing.assert_close(kl, (logp - logp_ref) * mask)
-    torch.testing.assert_close(last_token_dones(mask), torch.tensor([[0.0, 0, 1, 0], [0, 1, 0, 0]]))
+def test_last_token_dones_by_hand():
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+    want = torch.tensor([[0.0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]])
+    torch.testing.assert_close(last_token_dones(mask), want)
 
 
 def test_adaptive_kl_controller_follows_ziegler():
@@ -211,15 +206,17 @@ def test_bad_settings_are_refused(reward, tmp_path):
         RLHFConfig(kl_coef=-0.1)
     with pytest.raises(ValueError, match="responses_per_prompt"):
         RLHFConfig(batch_size=16, responses_per_prompt=3)
+    for lr in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="lr must be a finite number"):
+            RLHFConfig(lr=lr)
+    policy, tok = load_model()
+    reference, _ = load_model()
     with pytest.raises(ValueError, match="score_fn"):
-        policy, tok = load_model()
-        train_rlhf(policy, tok, None, None, load_model()[0], RLHFConfig(**SMALL))
+        train_rlhf(policy, tok, None, None, reference, RLHFConfig(**SMALL))
     with pytest.raises(ValueError, match="split evenly"):
-        run(reward, batch_size=15, minibatches=2)
+        train_rlhf(policy, tok, *reward, reference, RLHFConfig(**{**SMALL, "batch_size": 15}))
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        policy, tok = load_model()
-        train_rlhf(policy, tok, *reward, load_model()[0], RLHFConfig(**SMALL), checkpoint_dir=tmp_path, resume=True)
-    assert math.isfinite(RLHFConfig().lr)
+        train_rlhf(policy, tok, *reward, reference, RLHFConfig(**SMALL), checkpoint_dir=tmp_path, resume=True)
 
 
 # ---- the pieces, each against an independent computation

@@ -110,7 +110,7 @@ def test_sft_step_equals_a_hand_step_sequence_by_sequence(course):
 
 def test_the_solution_step_plugged_in_trains_like_the_library():
     from rlhf_lib import solutions
-    from rlhf_lib.sft import compare_sft_step
+    from rlhf_lib.exercises.language_models import compare_sft_step
 
     demos = make_demonstrations(64, seed=0)
     runs = []

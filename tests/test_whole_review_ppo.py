@@ -1,22 +1,37 @@
 """PPO on whole reviews: the config, the prompts, and the two-sided evaluation, recomputed independently."""
 
 import numpy as np
+import pytest
 import torch
 
 from rlhf_lib.evaluate import POSITIVE_THRESHOLD, gold_sentiment
 from rlhf_lib.lm import load_model, sample
 from rlhf_lib.reviews import PROMPTS, is_grammatical
-from rlhf_lib.rlhf import RLHFConfig
-from rlhf_lib.whole_reviews import WHOLE_REVIEW_PLAIN, WHOLE_REVIEW_PPO, evaluate_whole, whole_review_config, whole_review_prompts
+from rlhf_lib.rlhf import AdaptiveKLController
+from rlhf_lib.whole_reviews import evaluate_whole, whole_review_config, whole_review_prompts
 
 
-def test_whole_review_config_changes_only_its_fields():
-    base, whole = vars(RLHFConfig()), vars(whole_review_config())
-    assert {k for k in base if base[k] != whole[k]} == set(WHOLE_REVIEW_PPO)
-    plain = vars(whole_review_config(plain=True))
-    assert {k for k in base if base[k] != plain[k]} == set(WHOLE_REVIEW_PLAIN) < set(WHOLE_REVIEW_PPO)
-    assert whole["stop_at"] == "text" and whole["ptx_coef"] > 0
-    assert whole_review_config(ptx_coef=0.0, iterations=3).ptx_coef == 0.0
+def beta_steps(cfg, kls):
+    """beta after each batch KL in `kls`, from the controller `train_rlhf` builds for `cfg`."""
+    ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, cfg.hold_beta, cfg.kl_warmup, cfg.kl_budget)
+    return [ctl.update(kl, cfg.batch_size) for kl in kls]
+
+
+def test_whole_review_recipes_move_beta_as_their_docs_say():
+    """Notebook 08: with the recipe beta can move up to 10% an iteration, and a KL over the 3-nat budget pulls it
+    back at once; WHOLE_REVIEW_PLAIN: up to 5% an iteration, under a 2-nat target that it holds."""
+    recipe = whole_review_config()
+    assert beta_steps(recipe, [1.0, 1.0]) == pytest.approx([0.3 * 1.1, 0.3 * 1.1**2])  # over the rising target
+    assert beta_steps(recipe, [3.5]) == pytest.approx([0.3 * 1.1 * 1.5])  # over the budget
+    plain = whole_review_config(plain=True)
+    assert beta_steps(plain, [2.5, 1.0]) == pytest.approx([0.3 * 1.05, 0.3 * 1.05 * 0.95])
+    assert (recipe.stop_at, recipe.max_new_tokens, plain.stop_at, plain.max_new_tokens) == ("text", 64, "text", 64)
+
+
+def test_changes_override_the_recipe():
+    cfg = whole_review_config(ptx_coef=0.0, iterations=3, kl_budget=None)
+    assert (cfg.ptx_coef, cfg.iterations, cfg.kl_budget, cfg.target_kl) == (0.0, 3, None, 2.5)
+    assert whole_review_config(plain=True, kl_coef=0.1).kl_coef == 0.1
 
 
 def kinds(prompts):

@@ -1,0 +1,168 @@
+"""Checking a learner's function against the exercise's reference: `check`, `hint`, `reveal`, `use_or_library`.
+
+A checker never raises: it prints one verdict (what differs: the case, the entry, expected and got) and returns
+a `Verdict`, true when the function is right. An unfinished exercise does not stop the rest of the notebook.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from rlhf_lib import solutions
+from rlhf_lib.cartpole import one_thread
+from rlhf_lib.exercises.registry import EXERCISES, Exercise
+
+
+class Verdict:
+    """What `check` returns: true when the function passed. `message` is the verdict `check` printed.
+
+    Jupyter displays nothing for it (the verdict was printed once already), so a check cell shows one
+    message and no stray `True`/`False` under it.
+    """
+
+    def __init__(self, name: str, passed: bool, message: str):
+        self.name, self.passed, self.message = name, passed, message
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return f"<check {self.name}: {'correct' if self.passed else 'not yet'}>"
+
+    def _ipython_display_(self) -> None:
+        pass  # already printed by check
+
+
+def _exercise(name: str) -> Exercise:
+    if name not in EXERCISES:
+        raise KeyError(f"no exercise called {name!r}; known: {', '.join(EXERCISES)}")
+    return EXERCISES[name]
+
+
+def _call(ex: Exercise, fn: Callable, case):
+    args, kwargs = ((), case) if isinstance(case, dict) else (case, {})
+    if ex.run is None:
+        return fn(*args, **kwargs)
+    # build-it exercises train tiny networks, seeding torch: leave the notebook's random state as it was
+    with one_thread(), torch.random.fork_rng(devices=[]):
+        return ex.run(fn, *args, **kwargs)
+
+
+def _describe(case) -> str:
+    if isinstance(case, dict):
+        return ", ".join(f"{k}={v!r}" for k, v in case.items())
+    return "arguments " + str([_fmt(a) for a in case if not hasattr(a, "transitions")])
+
+
+def check(name: str, fn: Callable, seed: int = 0, quiet: bool = False) -> Verdict:
+    """Run `fn` on the exercise's test cases and compare with the library.
+
+    Prints one verdict (unless quiet): correct, not done yet, what it raised, or for the first case that
+    differs, which entry differs with the expected and the got value. Returns a `Verdict` (true if correct).
+    """
+    ex = _exercise(name)
+    message = _run_comparison(name, ex, fn) if ex.compare is not None else _compare_cases(name, ex, fn, seed)
+    verdict = Verdict(name, message.endswith("correct!"), message)
+    if not quiet:
+        print(message)
+    return verdict
+
+
+def _compare_cases(name: str, ex: Exercise, fn: Callable, seed: int) -> str:
+    """The verdict of `fn` against the reference on the exercise's cases."""
+    message = f"{name}: correct!"
+    for case in ex.cases(np.random.default_rng(seed)):
+        try:
+            got = _call(ex, fn, case)
+        except NotImplementedError:
+            message = f"{name}: not done yet. Fill in the function, run the cell again."
+            break
+        except Exception as err:  # a learner's bug: show it, do not stop the notebook
+            message = f"{name}: your function raised {type(err).__name__}: {err}"
+            break
+        difference = _difference(_call(ex, ex.reference, case), got, ex.atol)
+        if difference:
+            message = f"{name}: not yet. For {_describe(case)}\n  {difference}"
+            break
+    return message
+
+
+def _difference(want, got, atol: float, label: str = "") -> str | None:
+    """None if `got` matches `want`; otherwise a short description of the first difference."""
+    if isinstance(want, dict):  # named outputs, e.g. the Q table and the returns of a training run
+        if not isinstance(got, dict):
+            return f"expected a dict with {sorted(want)}, got {type(got).__name__}"
+        for key in want:
+            found = _difference(want[key], got.get(key), atol, key)
+            if found:
+                return found
+        return None
+    try:
+        w, g = np.asarray(want, dtype=float), np.asarray(got, dtype=float)
+    except (TypeError, ValueError):
+        return f"{label + ': ' if label else ''}expected {_fmt(want)}\n  got      {_fmt(got)} (not numbers of that shape)"
+    if w.shape != g.shape:
+        return (f"{label + ': ' if label else ''}expected shape {w.shape}, got shape {g.shape}\n"
+                f"  expected {_fmt(want)}\n  got      {_fmt(got)}")
+    bad = ~np.isclose(g, w, atol=atol, rtol=1e-5)
+    if not bad.any():
+        return None
+    if w.ndim == 0:
+        return f"{label + ': ' if label else ''}expected {float(w):.6g}, got {float(g):.6g}"
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    where = f"{label or 'index '}[{', '.join(map(str, index))}]"
+    text = f"at {where}: expected {w[index]:.6g}, got {g[index]:.6g} ({int(bad.sum())} of {bad.size} entries differ)"
+    if w.size <= 12:
+        text += f"\n  expected {_fmt(want)}\n  got      {_fmt(got)}"
+    return text
+
+
+def _run_comparison(name: str, ex: Exercise, fn: Callable) -> str:
+    """The verdict of a build-it exercise: run the learner's code where the library's would run, compare."""
+    try:
+        problem = ex.compare(fn)
+    except NotImplementedError:
+        return f"{name}: not done yet. Fill in the function, run the cell again."
+    except Exception as err:  # a learner's bug: show it, do not stop the notebook
+        return f"{name}: your function raised {type(err).__name__}: {err}"
+    return f"{name}: not yet. {problem}" if problem else f"{name}: correct!"
+
+
+def _fmt(arg):
+    if isinstance(arg, (list, tuple, np.ndarray, torch.Tensor)):
+        try:
+            return np.round(np.asarray(arg, dtype=float), 4).tolist()
+        except (TypeError, ValueError):  # not numbers: show as they are
+            return list(arg)
+    return arg
+
+
+def hint(name: str) -> None:
+    """Print one or two nudges about the usual mistakes in this exercise."""
+    print(f"Hints for {name}:")
+    for line in _exercise(name).hint.splitlines():
+        print(f"  - {line}")
+
+
+def reveal(name: str) -> None:
+    """Print the solution's source."""
+    _exercise(name)
+    print(inspect.getsource(getattr(solutions, name)))
+
+
+def use_or_library(name: str, fn: Callable) -> Callable:
+    """`fn` if it passes `check(name, fn)`, otherwise the library's reference (same signature).
+
+    Prints one line saying which one the run will use. The notebook's real training run calls it, so
+    the plots show the learner's code at work once it is right, and the notebook still runs before.
+    """
+    ex = _exercise(name)
+    if check(name, fn, quiet=True):
+        print(f"{name}: your function passed its check, so this run uses it")
+        return fn
+    print(f"{name}: not finished yet, so this run uses the library's version")
+    return ex.reference
