@@ -36,8 +36,11 @@ The trainers (notebooks 05, 08, 10):
     group_advantages.py RLOO and GRPO advantages, loss aggregations, the two KL placements
     critic_free.py      RLOO and GRPO as one iteration of the PPO loop, without a value head
     dpo.py              DPO, IPO and robust DPO: preferences without a reward model or sampling
-    whole_reviews.py    the whole-review task: starts, pairs, its reward model, the PPO and DPO recipes
+    whole_reviews.py    the whole-review task: starts, pairs, its reward model, evaluation from both starts
+    recipes.py          named recipes as data: the settings a trainer runs with on a task
+    pipeline.py         each command's work as a function: labels, reward model, PPO, the resumable pipeline
     threads.py          a fair share of the cores for torch, re-checked while training
+    files.py            whole files written atomically (temporary file, fsync, rename, fsync of the folder)
 
 The course's notebook glue:
 

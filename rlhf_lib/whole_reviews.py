@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlhf_lib.feedback import SimulatedAnnotator, to_pairs
+from rlhf_lib.recipes import recipe, recipe_config
 from rlhf_lib.reviews import PROMPTS, generate_review, render_raw, sentences, tokenize
 from rlhf_lib.runtime import check_count, check_positive
 from rlhf_lib.threads import share_cores
@@ -385,25 +386,12 @@ def train_whole_review_reward_model(cfg: WholeRewardConfig | None = None, policy
 WHOLE_REVIEW_REWARD_MODEL = Path(__file__).resolve().parents[1] / "assets" / "whole_review_reward_model"
 """the shipped whole-review reward model (rebuilt by scripts/build_whole_review_reward_model.py)"""
 
-WHOLE_REVIEW_PLAIN = dict(stop_at="text", max_new_tokens=64, ptx_coef=1.0, kl_coef=0.3, target_kl=2.0, kl_horizon=256)
-"""the plain whole-review setting (`whole_review_config(plain=True)`): responses to end-of-text, at most 64 tokens,
-PPO-ptx on, and a 2-nat KL budget that the adaptive coefficient really holds (a horizon of 256 responses lets beta
-move up to 5% an iteration). benchmarks/whole_review_ppo.py measured it: the grammar from the start of text
-within 2 points of the course model's, 90-92% positive; with the one-sentence task's 3-nat budget and
-2,000-response horizon the KL drifted to 4 and the grammar fell 5 points; without ptx, 14. Notebooks 09 and 10
-use it: RLOO and GRPO have no critic to take sentence rewards."""
+WHOLE_REVIEW_PLAIN = recipe("whole-review-plain")
+"""the plain whole-review setting (`whole_review_config(plain=True)`; rlhf_lib/recipes.py says what it sets)"""
 
-WHOLE_REVIEW_PPO = dict(WHOLE_REVIEW_PLAIN, iterations=85, target_kl=2.5, kl_budget=3.0, kl_warmup=65, kl_horizon=128,
-                        reward_transform="logsigmoid", sentence_rewards=True, value_lr_scale=30.0,
-                        value_clip_eps=None, implausible_coef=10.0)
-"""what `whole_review_config` changes in `RLHFConfig`'s defaults, the course's recipe for whole reviews: the
-plain setting plus a reward paid as each sentence ends (the critic explains the returns), a log-sigmoid reward (a
-good review gains little more), a KL target of 2.5 nats rising over 65 of 85 iterations (beta does not wind down
-during the climb) under a 3-nat budget, a value head that learns 30 times faster, and a penalty on the tokens the
-reference finds implausible (the splices that broke the grammar); trained on starts weighted 1:1:4
-(`WHOLE_REVIEW_START_WEIGHTS`). benchmarks/whole_review_ppo.py ("Fourth round") measured three seeds on 2 cores:
-95.4-97.8% positive from the course prompts and from the start of text, grammar within 1.1 points of the course
-model's, KL 2.2-2.8 nats, 278-295 s of training."""
+WHOLE_REVIEW_PPO = recipe("whole-review")
+"""what `whole_review_config` changes in `RLHFConfig`'s defaults: the course's recipe for whole reviews
+(rlhf_lib/recipes.py says what each field is for; benchmarks/README.md what it achieved)"""
 
 WHOLE_REVIEW_START_WEIGHTS = (1.0, 1.0, 4.0)
 """the relative weights of the PPO starts (course prompt, other opening, start of text): the start of text is
@@ -413,9 +401,7 @@ the hardest, and gets most of the batch"""
 def whole_review_config(plain: bool = False, **changes):
     """An `RLHFConfig` for whole reviews: responses run to end-of-text, at most 64 tokens, with the recipe
     measured on this task (`WHOLE_REVIEW_PPO`; plain=True: `WHOLE_REVIEW_PLAIN`); `changes` override any field."""
-    from rlhf_lib.rlhf import RLHFConfig
-
-    return RLHFConfig(**{**(WHOLE_REVIEW_PLAIN if plain else WHOLE_REVIEW_PPO), **changes})
+    return recipe_config("whole-review-plain" if plain else "whole-review", **changes)
 
 
 def whole_review_prompts(n: int = 4096, seed: int = 0,
@@ -440,19 +426,14 @@ def evaluate_whole(policy, reference, tokenizer, reward_model=None, reward_token
 
 # ---- DPO on whole reviews
 
-WHOLE_REVIEW_DPO = dict(add_eos=True, beta=0.3, lr=3e-4, nll_coef=1.0)
-"""what `whole_review_dpo_config` changes in `DPOConfig`'s defaults: end-of-text after every completion (a whole
-review ends there), a larger step, and the chosen reviews' likelihood kept up (RPO). benchmarks/dpo_whole.py
-measured it from 2,000 labelled pairs: +33 points of gold positive rate from the course prompts and +38 from
-the start of text, 93-96% grammatical; `DPOConfig`'s defaults reach 93% positive but 69-74% grammatical."""
+WHOLE_REVIEW_DPO = recipe("whole-review-dpo")
+"""what `whole_review_dpo_config` changes in `DPOConfig`'s defaults (rlhf_lib/recipes.py)"""
 
 
 def whole_review_dpo_config(**changes):
     """A `DPOConfig` for pairs of whole reviews, with the setting measured on this task (`WHOLE_REVIEW_DPO`);
     `changes` override any field."""
-    from rlhf_lib.dpo import DPOConfig
-
-    return DPOConfig(**{**WHOLE_REVIEW_DPO, **changes})
+    return recipe_config("whole-review-dpo", **changes)
 
 
 def whole_review_labels(model, tokenizer, n: int = 2000, seed: int = 11, temperature: float = 0.1,
