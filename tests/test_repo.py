@@ -38,5 +38,10 @@ def test_every_requirement_is_pinned_alike_and_installed_as_pinned():
 def test_ci_runs_the_readme_test_command():
     commands = readme_commands()
     test_command = next(c for c in commands if "pytest" in c)
-    assert test_command.strip() in (ROOT / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    steps = [step.strip() for step in test_command.split("&&")]  # venv, install, pytest: in CI, in this order
+    places = [ci.find(step) for step in steps]
+    assert -1 not in places and places == sorted(places), (steps, places)
+    lint = ci.find(".venv/bin/ruff check .")
+    assert places[-2] < lint < places[-1], "CI lints after the install and before the tests"
     assert any("jupyter lab" in c for c in commands)
