@@ -15,13 +15,16 @@ prompt is "" and each completion is the whole text, so prompt + completion is st
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from rlhf_lib.reviews import PROMPTS, generate_review, render_raw, sentences, tokenize
+from rlhf_lib.reward_model import accuracy_by_gap, pair_accuracy
+from rlhf_lib.reward_model import POOLINGS, train_on_groups  # noqa: F401  (re-exported: they were defined here)
+from rlhf_lib.reward_model import raw_rewards as pooled_rewards  # noqa: F401  (the name used for whole reviews)
 from rlhf_lib.runtime import check_count, check_positive
-from rlhf_lib.threads import share_cores
 
 START_KINDS = ("course", "language", "empty")
 
@@ -118,8 +121,8 @@ def sample_whole_pairs(model, tokenizer, n: int, starts: list[str] | None = None
 
 
 # ---- reward models on groups of whole reviews
-
-POOLINGS = ("last", "sum", "mean")
+# The poolings ("last", "sum", "mean": `pooled_rewards` is `rlhf_lib.reward_model.raw_rewards`) and the training
+# loop on groups (`train_on_groups`) live in rlhf_lib/reward_model.py, beside the loop on single pairs.
 
 
 def label_groups(annotator, groups: list[tuple[str, list[str]]]) -> list[list[dict]]:
@@ -142,21 +145,6 @@ def label_groups(annotator, groups: list[tuple[str, list[str]]]) -> list[list[di
     return out
 
 
-def pooled_rewards(model, ids, mask):
-    """(B,) raw rewards under the model's `reward_pooling`: "last" and "sum" as in
-    `rlhf_lib.reward_model.raw_rewards`, "mean" the head's per-token scores averaged over real tokens."""
-    from rlhf_lib.lm import position_ids_from_mask
-    from rlhf_lib.reward_model import raw_rewards
-
-    pooling = getattr(model.config, "reward_pooling", "last")
-    if pooling != "mean":
-        return raw_rewards(model, ids, mask)
-    hidden = model.transformer(input_ids=ids, attention_mask=mask,
-                               position_ids=position_ids_from_mask(mask)).last_hidden_state  # (B, T, d)
-    scores = model.score(hidden).squeeze(-1)  # (B, T)
-    return (scores * mask).sum(-1) / mask.sum(-1)
-
-
 def zero_head(model):
     """Set the reward model's scalar head to zero, in place, and return the model: every reward is then
     exactly 0 before training, so the first steps start from "no preference" instead of a random ranking
@@ -170,93 +158,16 @@ def zero_head(model):
     return model
 
 
-def train_on_groups(model, tokenizer, groups: list[list[dict]], cfg=None, groups_per_batch: int = 16,
-                    progress: bool = True, max_seconds: float | None = None):
-    """Fit a reward model in place on labelled pairs that come in groups (`label_groups`): a batch is
-    `groups_per_batch` groups, each distinct text is scored once, and the Bradley-Terry loss is the mean
-    over every labelled pair of the batch. With groups of one pair this is `train_reward_model`'s step.
-    `cfg` is a `RewardConfig` (epochs, lr, warmup, seed; its batch_size is not used).
-    `max_seconds`: stop after the first step that ends past this many seconds of training (the learning-rate
-    schedule stays the one planned for all the epochs); `len(result.losses)` says how many steps ran."""
-    import time
-
-    import torch
-    from tqdm.auto import tqdm
-
-    from rlhf_lib.reward_model import RewardConfig, RewardResult, bradley_terry_loss, encode
-
-    cfg = cfg or RewardConfig()
-    check_count("groups_per_batch", groups_per_batch)
-    if max_seconds is not None:
-        check_positive("max_seconds", max_seconds)
-    groups = [g for g in groups if g]
-    if not groups:
-        raise ValueError("no labelled pairs to train on (every group was empty or all ties)")
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    steps_per_epoch = max(1, len(groups) // groups_per_batch)
-    total = cfg.epochs * steps_per_epoch
-    result, start, step = RewardResult(), time.perf_counter(), 0
-    model.train()
-    bar = tqdm(total=total, desc="reward model", disable=not progress)
-    for _ in range(cfg.epochs):
-        order = torch.randperm(len(groups), generator=gen).tolist()
-        for b in range(steps_per_epoch):
-            share_cores()
-            pairs = [p for g in order[b * groups_per_batch : (b + 1) * groups_per_batch] for p in groups[g]]
-            index: dict[str, int] = {}
-            for p in pairs:
-                for text in (p["prompt"] + p["chosen"], p["prompt"] + p["rejected"]):
-                    index.setdefault(text, len(index))
-            r = pooled_rewards(model, *encode(tokenizer, list(index)))  # (U,) one per distinct text
-            r_chosen = r[[index[p["prompt"] + p["chosen"]] for p in pairs]]  # (P,)
-            r_rejected = r[[index[p["prompt"] + p["rejected"]] for p in pairs]]  # (P,)
-            loss = bradley_terry_loss(r_chosen, r_rejected)
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * min((step + 1) / cfg.warmup, 1.0 - step / total)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            result.losses.append(loss.item())
-            result.accuracies.append((r_chosen > r_rejected).float().mean().item())
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if max_seconds is not None and time.perf_counter() - start > max_seconds:
-                break
-        if max_seconds is not None and time.perf_counter() - start > max_seconds:
-            break
-    bar.close()
-    model.eval()
-    result.seconds = time.perf_counter() - start
-    return result
-
-
 def gold_agreement(model, tokenizer, pairs: list[tuple[str, str, str]], batch_size: int = 128) -> dict:
     """Share of (prompt, a, b) pairs the reward model orders like the noise-free gold (VADER compound of
-    prompt + completion); pairs gold calls a tie are left out. Also the share by |gold gap| band."""
-    import torch
-
-    from rlhf_lib.evaluate import gold_sentiment
-    from rlhf_lib.reward_model import encode
-
-    texts = [p + a for p, a, _ in pairs] + [p + b for p, _, b in pairs]
-    model.eval()
-    with torch.no_grad():
-        r = torch.cat([pooled_rewards(model, *encode(tokenizer, texts[i : i + batch_size]))
-                       for i in range(0, len(texts), batch_size)]).numpy()
-    margin = r[: len(pairs)] - r[len(pairs) :]
-    gold = gold_sentiment(texts)
-    gap = gold[: len(pairs)] - gold[len(pairs) :]
-    decided = gap != 0
-    right = (margin > 0) == (gap > 0)
-    edges = (0.0, 0.1, 0.2, 0.5, 2.0)
-    bands = {f"{lo:g}-{hi:g}": [int((m := decided & (abs(gap) >= lo) & (abs(gap) < hi)).sum()),
-                                 float(right[m].mean()) if m.any() else None]
-             for lo, hi in zip(edges[:-1], edges[1:])}
-    return dict(gold_accuracy=float(right[decided].mean()), n_decided=int(decided.sum()), by_gap=bands)
+    prompt + completion); pairs gold calls a tie are left out. Also the number of pairs gold decides, and by
+    |gold gap| band [pairs, share] (share None where a band is empty): `pair_accuracy` with a in the chosen
+    place, and its `accuracy_by_gap`, in the form the whole-review summaries record."""
+    report = pair_accuracy(model, tokenizer, [dict(prompt=p, chosen=a, rejected=b) for p, a, b in pairs], batch_size)
+    bands = accuracy_by_gap(report)
+    return dict(gold_accuracy=report["gold_accuracy"], n_decided=report["n_gold_decided"],
+                by_gap={band: [n, None if math.isnan(acc) else acc]  # an empty band: None, not NaN (JSON)
+                        for band, n, acc in zip(bands["bands"], bands["n"], bands["accuracy"])})
 
 
 # ---- the recipe: a reward model for whole reviews, from sampling to a normalised, measured model
