@@ -167,11 +167,12 @@ def cmd_pretrain(args):
     from rlhf_lib.evaluate import model_report, text_report
     from rlhf_lib.pretrain import PretrainConfig, pretrain, save, write_model_card
     from rlhf_lib.reviews import generate_reviews
+    from rlhf_lib.runtime import derive_seed
 
     cfg = config_from(args, PretrainConfig)
     check_out(args.out, "pretrain", args.overwrite)
     result = pretrain(cfg)
-    corpus = text_report(generate_reviews(5000, seed=cfg.seed + 1))
+    corpus = text_report(generate_reviews(5000, seed=derive_seed(cfg.seed, "corpus sample")))
     samples = model_report(result.model, result.tokenizer, n=args.eval_samples, temperature=1.0, seed=0)
     summary = save(result, args.out, cfg, extra=dict(corpus=corpus, samples_t1=samples))
     write_model_card(Path(args.out), summary)
@@ -259,14 +260,17 @@ def train_reward(out: Path, labels: Path, policy_model, policy_tokenizer, cfg, b
     from rlhf_lib.evaluate import sample_texts
     from rlhf_lib.feedback import load_preferences, sample_pairs, to_pairs
     from rlhf_lib.reward_model import calibration, make_reward_model, normalize_on, pair_accuracy, train_reward_model
+    from rlhf_lib.runtime import derive_seed
 
     train = to_pairs(load_preferences(labels))
     model, tokenizer = make_reward_model(base, pooling=pooling, seed=seed)
     result = train_reward_model(model, tokenizer, train, cfg)
     heldout = [dict(prompt=p, chosen=a, rejected=b) for p, a, b in
-               sample_pairs(policy_model, policy_tokenizer, n_heldout, max_new_tokens=max_new_tokens, seed=seed + 10_000)]
-    mean, std = normalize_on(model, tokenizer, sample_texts(policy_model, policy_tokenizer, 512, seed=seed + 20_000,
-                                                                stop_at="sentence"))
+               sample_pairs(policy_model, policy_tokenizer, n_heldout, max_new_tokens=max_new_tokens,
+                            seed=derive_seed(seed, "sentence heldout"))]
+    mean, std = normalize_on(model, tokenizer, sample_texts(policy_model, policy_tokenizer, 512,
+                                                            seed=derive_seed(seed, "sentence normalization"),
+                                                            stop_at="sentence"))
     report = pair_accuracy(model, tokenizer, heldout)
     decided = [(p, g > 0) for p, g in zip(report["p_chosen"], report["gold_gap"]) if g != 0]
     ece = calibration(*zip(*decided))["ece"]

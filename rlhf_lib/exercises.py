@@ -33,6 +33,7 @@ import torch
 from rlhf_lib import solutions
 from rlhf_lib.cartpole import one_thread, ppo_update
 from rlhf_lib.policy_gradient import reinforce_update
+from rlhf_lib.runtime import derive_seed
 from rlhf_lib.tabular import q_learning_episode, sarsa_episode
 
 
@@ -350,7 +351,7 @@ def _run_ppo_update(update_fn, seed, batch, optimizer, **settings):
     logp_old = logp + 0.15 * torch.randn(batch, generator=g)  # ratios away from 1: some start clipped
     advantages = 1.0 + 2.0 * torch.randn(batch, generator=g)
     data = Batch(obs, actions, logp_old, values_old, advantages, advantages + values_old)
-    torch.manual_seed(seed + 100)  # the update's shuffles
+    torch.manual_seed(derive_seed(seed, "ppo update check"))  # the update's shuffles
     update_fn(actor, critic, opt, data, cfg)
     return _weights(actor=actor, critic=critic)
 

@@ -54,7 +54,7 @@ from rlhf_lib.ppo import approx_kl, clip_fraction, clipped_surrogate, entropy_fr
     masked_mean, value_loss, whiten
 from rlhf_lib.threads import share_cores
 from rlhf_lib.runtime import check_count, check_finite_fields, check_optional_positive, check_positive, \
-    check_probability
+    check_probability, derive_seed
 
 
 @dataclass
@@ -453,7 +453,7 @@ def make_setup(policy_lm, tokenizer, reference, score_fn: Callable, cfg: RLHFCon
                            lr=cfg.lr, eps=cfg.adam_eps)
     for group in opt.param_groups:
         group["lr"] = cfg.lr * group["scale"]
-    sampler = torch.Generator().manual_seed(cfg.seed * 1000 + rank)  # different responses on every process
+    sampler = torch.Generator().manual_seed(derive_seed(cfg.seed, "sampler", rank))  # other responses on each process
     shuffler = torch.Generator().manual_seed(cfg.seed)
     device = _device(policy_lm, accelerator)
     for m in (model, reference):

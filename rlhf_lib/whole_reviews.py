@@ -24,7 +24,7 @@ from rlhf_lib.reviews import PROMPTS, generate_review, render_raw, sentences, to
 from rlhf_lib.reward_model import accuracy_by_gap, pair_accuracy
 from rlhf_lib.reward_model import POOLINGS, train_on_groups  # noqa: F401  (re-exported: they were defined here)
 from rlhf_lib.reward_model import raw_rewards as pooled_rewards  # noqa: F401  (the name used for whole reviews)
-from rlhf_lib.runtime import check_count, check_positive
+from rlhf_lib.runtime import check_count, check_positive, derive_seed
 
 START_KINDS = ("course", "language", "empty")
 
@@ -105,7 +105,7 @@ def sample_whole_pairs(model, tokenizer, n: int, starts: list[str] | None = None
             seconds = [starts[(i + 2 * k + 1) % len(starts)] for k in range(batch_size)]
         i += batch_size * (1 if same_start else 2)
         _, responses, finished = sample_whole_reviews(model, tokenizer, firsts + seconds, max_new_tokens,
-                                                      temperature, seed=seed * 1_000_003 + round_,
+                                                      temperature, seed=derive_seed(seed, "pair round", round_),
                                                       batch_size=2 * batch_size)
         round_ += 1
         for k in range(batch_size):
@@ -262,7 +262,7 @@ def sample_groups(model, tokenizer, n: int, group_size: int, seed: int, max_new_
     for c in tqdm(range(0, n, chunk), desc="whole reviews", disable=not progress, unit="batch"):
         batch = [s for s in starts[c : c + chunk] for _ in range(group_size)]
         _, responses, finished = sample_whole_reviews(model, tokenizer, batch, max_new_tokens,
-                                                      seed=seed * 100_003 + c, batch_size=len(batch))
+                                                      seed=derive_seed(seed, "group chunk", c), batch_size=len(batch))
         for g, s in enumerate(starts[c : c + chunk]):
             k = slice(g * group_size, (g + 1) * group_size)
             out.append((s, [r for r, ok in zip(responses[k], finished[k]) if ok]))
@@ -296,8 +296,9 @@ def train_whole_review_reward_model(cfg: WholeRewardConfig | None = None, policy
     cfg = cfg or WholeRewardConfig()
     clock, cpu = time.perf_counter(), time.process_time()
     policy_model, policy_tok = policy if policy is not None else load_model()
-    groups = sample_groups(policy_model, policy_tok, cfg.n_groups, cfg.group_size, seed=cfg.seed + 1,
-                           max_new_tokens=cfg.max_new_tokens, progress=progress)
+    groups = sample_groups(policy_model, policy_tok, cfg.n_groups, cfg.group_size,
+                           seed=derive_seed(cfg.seed, "whole groups"), max_new_tokens=cfg.max_new_tokens,
+                           progress=progress)
     annotator = ScoredAnnotator(cfg.annotator_temperature, seed=cfg.seed)
     merged = batch_groups(groups, cfg.groups_per_batch)
     annotator.prime([t for _, texts in merged for t in texts])
@@ -313,12 +314,15 @@ def train_whole_review_reward_model(cfg: WholeRewardConfig | None = None, policy
                              groups_per_batch=1, progress=progress, max_seconds=cfg.max_seconds)
     train_cpu = time.process_time() - train_cpu
 
-    heldout = sample_whole_pairs(policy_model, policy_tok, cfg.n_heldout, starts=review_starts(cfg.n_heldout, cfg.seed + 1000),
-                                 max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + 1000, progress=progress)
+    heldout_seed = derive_seed(cfg.seed, "whole heldout")  # the starts and the samples
+    heldout_starts = review_starts(cfg.n_heldout, heldout_seed)
+    heldout = sample_whole_pairs(policy_model, policy_tok, cfg.n_heldout, starts=heldout_starts,
+                                 max_new_tokens=cfg.max_new_tokens, seed=heldout_seed, progress=progress)
     report = gold_agreement(model, tokenizer, heldout)
-    starts = review_starts(cfg.n_normalize, cfg.seed + 2000)
+    normalize_seed = derive_seed(cfg.seed, "whole normalization")
+    starts = review_starts(cfg.n_normalize, normalize_seed)
     _, responses, finished = sample_whole_reviews(policy_model, policy_tok, starts, cfg.max_new_tokens,
-                                                  seed=cfg.seed + 2000)
+                                                  seed=normalize_seed)
     normal = [s + r for s, r, ok in zip(starts, responses, finished) if ok]
     mean, std = normalize_on(model, tokenizer, normal)
     losses = result.losses
