@@ -260,8 +260,8 @@ def train_on_groups(model, tokenizer, groups: list[list[dict]], cfg: RewardConfi
     result, start = RewardResult(), time.perf_counter()
     model.train()
     bar = tqdm(total=total, desc="reward model", disable=not progress)
-    batches = (batch for _ in range(cfg.epochs) for batch in _batches(len(groups), groups_per_batch, steps_per_epoch,
-                                                                       gen, lengths))
+    batches = [batch for _ in range(cfg.epochs)  # every epoch's batches of group indices, drawn up front
+               for batch in _batches(len(groups), groups_per_batch, steps_per_epoch, gen, lengths)]
     for step, batch in enumerate(batches):
         share_cores()
         for param_group in opt.param_groups:
