@@ -55,7 +55,7 @@ Importing the package stays light (no torch): the names below are the ones every
 """
 
 from rlhf_lib.answers import answer
-from rlhf_lib.runtime import set_seed, is_fast, pick
+from rlhf_lib.runtime import is_fast, pick, set_seed
 
 __all__ = ["set_seed", "is_fast", "pick", "answer"]
 __version__ = "0.1.0"

@@ -25,10 +25,24 @@ from dataclasses import fields
 from pathlib import Path
 
 from rlhf_lib.classroom.cli import add_classroom_commands
-from rlhf_lib.pipeline import (PIPELINE_SETTINGS, REWARD_POOLING, PipelineSettings, label_and_save, pipeline_configs,
-                               ppo_and_save, pretrain_and_save, print_summary, reward_and_save, run_pipeline,
-                               sft_and_save, whole_reward_and_save)
-from rlhf_lib.pipeline import last_epoch_mean, make_labels, run_ppo, train_reward  # noqa: F401 (their former home)
+from rlhf_lib.pipeline import (  # noqa: F401 (their former home)
+    PIPELINE_SETTINGS,
+    REWARD_POOLING,
+    PipelineSettings,
+    label_and_save,
+    last_epoch_mean,
+    make_labels,
+    pipeline_configs,
+    ppo_and_save,
+    pretrain_and_save,
+    print_summary,
+    reward_and_save,
+    run_pipeline,
+    run_ppo,
+    sft_and_save,
+    train_reward,
+    whole_reward_and_save,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"

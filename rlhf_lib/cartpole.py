@@ -32,7 +32,7 @@ from rlhf_lib.ppo import (
     value_loss,
     whiten,
 )
-from rlhf_lib.runtime import check_count, check_positive, check_probability
+from rlhf_lib.runtime import check_count, check_positive, check_probability, derive_seed
 from rlhf_lib.threads import fixed
 
 OBS_DIM, N_ACTIONS = 4, 2  # CartPole: cart position and velocity, pole angle and angular velocity; push left / right
@@ -140,11 +140,12 @@ def mlp(n_in: int, n_out: int, hidden: int, out_std: float) -> nn.Sequential:
 
 
 def make_envs(n: int, seed: int):
-    """n CartPole-v1 environments, reset with seeds seed, seed + 1, ...; returns (envs, observations (n, 4))."""
+    """n CartPole-v1 environments, reset with seeds seed, seed + 1, ... (`derive_seed(seed, "environment", i)`);
+    returns (envs, observations (n, 4))."""
     import gymnasium as gym
 
     envs = [gym.make("CartPole-v1") for _ in range(n)]
-    obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
+    obs = np.stack([env.reset(seed=derive_seed(seed, "environment", i))[0] for i, env in enumerate(envs)])
     return envs, obs
 
 

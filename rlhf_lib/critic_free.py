@@ -23,10 +23,25 @@ from dataclasses import dataclass
 
 import torch
 
-from rlhf_lib.group_advantages import (AGGREGATIONS, SCALES, aggregate, grpo_advantages, grpo_token_loss,
-                                       kl_in_reward, rloo_advantages)
-from rlhf_lib.rlhf import (Iteration, RLHFSetup, Rollout, kl_shaped_rewards, minibatch_updates, reference_logprobs,
-                           rollout, score_responses)
+from rlhf_lib.group_advantages import (
+    AGGREGATIONS,
+    SCALES,
+    aggregate,
+    grpo_advantages,
+    grpo_token_loss,
+    kl_in_reward,
+    rloo_advantages,
+)
+from rlhf_lib.rlhf import (
+    Iteration,
+    RLHFSetup,
+    Rollout,
+    kl_shaped_rewards,
+    minibatch_updates,
+    reference_logprobs,
+    rollout,
+    score_responses,
+)
 
 METHODS = ("rloo", "grpo")
 KL_PLACES = ("reward", "loss")

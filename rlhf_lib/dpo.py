@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from rlhf_lib.feedback import as_pairs
 from rlhf_lib.lm import encode_prompts, logprobs_of
-from rlhf_lib.runtime import check_count, check_positive
+from rlhf_lib.runtime import check_count, check_positive, derive_seed
 from rlhf_lib.threads import share_cores
 
 LOSS_TYPES = ("sigmoid", "ipo", "robust")
@@ -252,7 +252,7 @@ def train_dpo(policy, reference, tokenizer, pairs_or_records, cfg: DPOConfig | N
     for p in reference.parameters():
         p.requires_grad_(False)
     torch.manual_seed(cfg.seed)
-    shuffler = torch.Generator().manual_seed(cfg.seed + 1)
+    shuffler = torch.Generator().manual_seed(derive_seed(cfg.seed, "dpo batches"))
     ref = _reference_logps(reference, tokenizer, pairs, cfg)
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     steps_per_epoch = len(train_idx) // cfg.batch_size

@@ -49,11 +49,11 @@ import os
 import random
 import uuid
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable
 
 from rlhf_lib.evaluate import gold_sentiment
 from rlhf_lib.files import fsync_folder, write_atomic

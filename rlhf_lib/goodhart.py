@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_lib.runtime import check_count, check_positive
+from rlhf_lib.runtime import check_count, check_positive, derive_seed
 
 BROKEN = -1.0
 """the gold score of a review the grammar rejects"""
@@ -65,11 +65,18 @@ def train_proxy_reward_model(n_pairs: int, policy=None, epochs: int = 2, lr: flo
     ties left out), gold_accuracy, n_heldout (decided pairs), steps, seconds."""
     import time
 
+    from rlhf_lib.feedback import SimulatedAnnotator
     from rlhf_lib.lm import load_model
     from rlhf_lib.reward_model import RewardConfig, make_reward_model, normalize_on
-    from rlhf_lib.feedback import SimulatedAnnotator
-    from rlhf_lib.whole_reviews import (gold_agreement, label_groups, review_starts, sample_whole_pairs,
-                                        sample_whole_reviews, train_on_groups, zero_head)
+    from rlhf_lib.whole_reviews import (
+        gold_agreement,
+        label_groups,
+        review_starts,
+        sample_whole_pairs,
+        sample_whole_reviews,
+        train_on_groups,
+        zero_head,
+    )
 
     for name, value in (("n_pairs", n_pairs), ("epochs", epochs), ("n_heldout", n_heldout),
                         ("n_normalize", n_normalize)):
@@ -78,17 +85,18 @@ def train_proxy_reward_model(n_pairs: int, policy=None, epochs: int = 2, lr: flo
     check_positive("lr (the learning rate)", lr)
     start = time.perf_counter()
     model, tokenizer = policy if policy is not None else load_model()
-    pairs = sample_whole_pairs(model, tokenizer, n_pairs, seed=seed + 7, progress=progress)
+    pairs = sample_whole_pairs(model, tokenizer, n_pairs, seed=derive_seed(seed, "proxy pairs"), progress=progress)
     labelled = label_groups(SimulatedAnnotator(0.1, seed=seed), [(p, [a, b]) for p, a, b in pairs])
     reward_model, reward_tokenizer = make_reward_model(None, pooling="sum", seed=seed)
     zero_head(reward_model)
     result = train_on_groups(reward_model, reward_tokenizer, labelled, RewardConfig(epochs=epochs, lr=lr, warmup=5,
                                                                                     seed=seed),
                              groups_per_batch=16, progress=progress)
-    heldout = sample_whole_pairs(model, tokenizer, n_heldout, seed=seed + 99)
+    heldout = sample_whole_pairs(model, tokenizer, n_heldout, seed=derive_seed(seed, "proxy heldout"))
     report = gold_agreement(reward_model, reward_tokenizer, heldout)
-    starts = review_starts(n_normalize, seed + 2000)
-    _, responses, finished = sample_whole_reviews(model, tokenizer, starts, seed=seed + 2000)
+    normalize_seed = derive_seed(seed, "whole normalization")
+    starts = review_starts(n_normalize, normalize_seed)
+    _, responses, finished = sample_whole_reviews(model, tokenizer, starts, seed=normalize_seed)
     normalize_on(reward_model, reward_tokenizer, [s + r for s, r, ok in zip(starts, responses, finished) if ok])
     summary = dict(n_pairs=sum(map(len, labelled)), gold_accuracy=report["gold_accuracy"],
                    n_heldout=report["n_decided"], steps=len(result.losses), seconds=round(time.perf_counter() - start, 1))

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from rlhf_lib.files import write_atomic
+from rlhf_lib.runtime import derive_seed
 
 REWARD_POOLING = "last"  # the usual head; "sum" learns VADER a little better but PPO hacks it (benchmarks/README.md)
 
@@ -72,7 +73,7 @@ def pretrain_and_save(out: Path, cfg, eval_samples: int = 500) -> dict:
 
     out = Path(out)
     result = pretrain(cfg)
-    corpus = text_report(generate_reviews(5000, seed=cfg.seed + 1))
+    corpus = text_report(generate_reviews(5000, seed=derive_seed(cfg.seed, "corpus sample")))
     samples = model_report(result.model, result.tokenizer, n=eval_samples, temperature=1.0, seed=0)
     summary = save(result, out, cfg, extra=dict(corpus=corpus, samples_t1=samples))
     write_model_card(Path(out), summary)
@@ -157,10 +158,12 @@ def train_reward(out: Path, labels: Path, policy_model, policy_tokenizer, cfg, b
     train = to_pairs(load_preferences(labels))
     model, tokenizer = make_reward_model(base, pooling=pooling, seed=seed)
     result = train_reward_model(model, tokenizer, train, cfg)
-    pairs = sample_pairs(policy_model, policy_tokenizer, n_heldout, max_new_tokens=max_new_tokens, seed=seed + 10_000)
+    pairs = sample_pairs(policy_model, policy_tokenizer, n_heldout, max_new_tokens=max_new_tokens,
+                         seed=derive_seed(seed, "sentence heldout"))
     heldout = [dict(prompt=p, chosen=a, rejected=b) for p, a, b in pairs]
-    mean, std = normalize_on(model, tokenizer, sample_texts(policy_model, policy_tokenizer, 512, seed=seed + 20_000,
-                                                                stop_at="sentence"))
+    mean, std = normalize_on(model, tokenizer, sample_texts(policy_model, policy_tokenizer, 512,
+                                                            seed=derive_seed(seed, "sentence normalization"),
+                                                            stop_at="sentence"))
     report = pair_accuracy(model, tokenizer, heldout)
     decided = [(p, g > 0) for p, g in zip(report["p_chosen"], report["gold_gap"]) if g != 0]
     ece = calibration(*zip(*decided))["ece"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,6 @@ from rlhf_lib.feedback import to_pairs
 from rlhf_lib.lm import COURSE_MODEL, check_fits, check_model_source, position_ids_from_mask
 from rlhf_lib.runtime import check_count, check_positive
 from rlhf_lib.threads import share_cores
-
 
 POOLINGS = ("last", "sum", "mean")
 """how the head's per-token scores become one reward (`raw_rewards`)"""
@@ -180,13 +180,29 @@ class RewardResult:
     seconds: float = 0.0
 
 
-def reward_model_step(model, tokenizer, pairs: list[dict], opt, max_grad_norm: float = 1.0):
+def pair_rewards(model, tokenizer, pairs: list[dict], distinct: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(r_chosen (N,), r_rejected (N,)): raw rewards of N {"prompt", "chosen", "rejected"} pairs from one forward
+    pass over the 2N texts, chosen first, then rejected. distinct=True: each distinct text once instead, in the
+    order first met, pair by pair (the pairs among a group of K completions share their K texts)."""
+    chosen = [p["prompt"] + p["chosen"] for p in pairs]
+    rejected = [p["prompt"] + p["rejected"] for p in pairs]
+    if not distinct:
+        r = raw_rewards(model, *(t.to(model.device) for t in encode(tokenizer, chosen + rejected)))  # (2N,)
+        return r[: len(pairs)], r[len(pairs) :]
+    index: dict[str, int] = {}
+    for pair in zip(chosen, rejected):
+        for text in pair:
+            index.setdefault(text, len(index))
+    r = raw_rewards(model, *(t.to(model.device) for t in encode(tokenizer, list(index))))  # (U,) one per text
+    return r[[index[t] for t in chosen]], r[[index[t] for t in rejected]]  # (N,), (N,)
+
+
+def reward_model_step(model, tokenizer, pairs: list[dict], opt, max_grad_norm: float = 1.0, distinct: bool = False):
     """One Bradley-Terry step on a batch of N {"prompt", "chosen", "rejected"} pairs: score the 2N texts in
-    one forward pass (chosen first, then rejected), the loss, gradients clipped to `max_grad_norm`, one
-    optimizer step. Returns (loss (), r_chosen (N,), r_rejected (N,)), detached."""
-    texts = [p["prompt"] + p["chosen"] for p in pairs] + [p["prompt"] + p["rejected"] for p in pairs]
-    r = raw_rewards(model, *(t.to(model.device) for t in encode(tokenizer, texts)))  # (2N,)
-    r_chosen, r_rejected = r[: len(pairs)], r[len(pairs) :]
+    one forward pass (chosen first, then rejected; distinct=True: each distinct text once, `pair_rewards`), the
+    loss, gradients clipped to `max_grad_norm`, one optimizer step. Returns (loss (), r_chosen (N,),
+    r_rejected (N,)), detached."""
+    r_chosen, r_rejected = pair_rewards(model, tokenizer, pairs, distinct)  # (N,), (N,)
     loss = bradley_terry_loss(r_chosen, r_rejected)
     opt.zero_grad()
     loss.backward()
@@ -197,53 +213,85 @@ def reward_model_step(model, tokenizer, pairs: list[dict], opt, max_grad_norm: f
 
 def train_reward_model(model, tokenizer, pairs: list[dict], cfg: RewardConfig | None = None,
                        progress: bool = True, step_fn=reward_model_step) -> RewardResult:
-    """Fit the reward model in place on {"prompt", "chosen", "rejected"} pairs (or preference records: `to_pairs`).
+    """Fit the reward model in place on {"prompt", "chosen", "rejected"} pairs (or preference records: `to_pairs`),
+    `cfg.batch_size` pairs a step.
 
     step_fn(model, tokenizer, pairs, opt) -> (loss, r_chosen, r_rejected): one training step on a batch
-    (`reward_model_step`, or yours); the learning-rate schedule stays here."""
-    from tqdm.auto import tqdm
-
+    (`reward_model_step`, or yours); the epochs and the learning-rate schedule stay in the loop
+    (`train_on_groups`, where each pair is a group of one)."""
     cfg = cfg or RewardConfig()
     pairs = to_pairs(pairs)
     if not pairs:
         raise ValueError("no preference pairs to train on (ties and skips carry no direction)")
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    steps_per_epoch = max(1, len(pairs) // cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    result, start, step = RewardResult(), time.perf_counter(), 0
-    model.train()
-    bar = tqdm(total=total, desc="reward model", disable=not progress)
-    lengths = [len(tokenizer(p["prompt"] + max(p["chosen"], p["rejected"], key=len))["input_ids"]) for p in pairs]
     check_fits(model, tokenizer, [p["prompt"] + p[k] for p in pairs for k in ("chosen", "rejected")],
                "text of pair half", extra=2)
-    for _ in range(cfg.epochs):
-        for indices in _batches(lengths, cfg.batch_size, steps_per_epoch, cfg.group_by_length, gen):
-            share_cores()
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * min((step + 1) / cfg.warmup, 1.0 - step / total)
-            loss, r_chosen, r_rejected = step_fn(model, tokenizer, [pairs[i] for i in indices], opt)
-            result.losses.append(float(loss))
-            result.accuracies.append(float((torch.as_tensor(r_chosen) > torch.as_tensor(r_rejected)).float().mean()))
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+    return train_on_groups(model, tokenizer, [[p] for p in pairs], cfg, groups_per_batch=cfg.batch_size,
+                           progress=progress, step_fn=step_fn)
+
+
+def train_on_groups(model, tokenizer, groups: list[list[dict]], cfg: RewardConfig | None = None,
+                    groups_per_batch: int = 16, progress: bool = True, max_seconds: float | None = None,
+                    step_fn=None) -> RewardResult:
+    """The reward model's training loop: fit it in place on labelled pairs that come in groups (the pairs among
+    one prompt's completions, `rlhf_lib.whole_reviews.label_groups`). Each epoch the groups come in a random order
+    (of similar length together with cfg.group_by_length), `groups_per_batch` of them a step; AdamW with a linear
+    warmup over cfg.warmup steps, then a linear decay to 0 at the last planned step.
+
+    step_fn(model, tokenizer, pairs, opt) -> (loss, r_chosen, r_rejected): one step on the batch's pairs; by
+    default `reward_model_step` with each distinct text scored once, the loss the mean over every labelled pair
+    of the batch. `cfg` is a `RewardConfig` (epochs, lr, warmup, seed, group_by_length; batch_size is not read).
+    `max_seconds`: stop after the first step that ends past this many seconds of training (the learning-rate
+    schedule stays the one planned for all the epochs); `len(result.losses)` says how many steps ran."""
+    from tqdm.auto import tqdm
+
+    cfg = cfg or RewardConfig()
+    step_fn = step_fn or partial(reward_model_step, distinct=True)
+    check_count("groups_per_batch", groups_per_batch)
+    if max_seconds is not None:
+        check_positive("max_seconds", max_seconds)
+    groups = [pairs for pairs in map(to_pairs, groups) if pairs]  # preference records become pairs too
+    if not groups:
+        raise ValueError("no labelled pairs to train on (every group was empty or all ties)")
+    lengths = None
+    if cfg.group_by_length:  # a group is as long as its longest text
+        lengths = [max(len(tokenizer(p["prompt"] + max(p["chosen"], p["rejected"], key=len))["input_ids"]) for p in g)
+                   for g in groups]
+    torch.manual_seed(cfg.seed)  # dropout
+    gen = torch.Generator().manual_seed(cfg.seed)  # the batch order
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    steps_per_epoch = max(1, len(groups) // groups_per_batch)
+    total = cfg.epochs * steps_per_epoch
+    result, start = RewardResult(), time.perf_counter()
+    model.train()
+    bar = tqdm(total=total, desc="reward model", disable=not progress)
+    batches = [batch for _ in range(cfg.epochs)  # every epoch's batches of group indices, drawn up front
+               for batch in _batches(len(groups), groups_per_batch, steps_per_epoch, gen, lengths)]
+    for step, batch in enumerate(batches):
+        share_cores()
+        for param_group in opt.param_groups:
+            param_group["lr"] = cfg.lr * min((step + 1) / cfg.warmup, 1.0 - step / total)
+        loss, r_chosen, r_rejected = step_fn(model, tokenizer, [p for g in batch for p in groups[g]], opt)
+        result.losses.append(float(loss))
+        result.accuracies.append(float((torch.as_tensor(r_chosen) > torch.as_tensor(r_rejected)).float().mean()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss):.3f}")
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            break
     bar.close()
     model.eval()
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _batches(lengths: list[int], batch_size: int, n_batches: int, group_by_length: bool, gen) -> list[list[int]]:
-    """One epoch of batches of indices. Grouped by length: shuffle, sort within windows of 8 batches,
-    cut into batches, shuffle the batches."""
-    order = torch.randperm(len(lengths), generator=gen).tolist()
-    if group_by_length:
+def _batches(n: int, batch_size: int, n_batches: int, gen, lengths: list[int] | None = None) -> list[list[int]]:
+    """One epoch of batches of the indices 0..n-1, in a random order. With lengths, grouped by length: shuffle,
+    sort within windows of 8 batches, cut into batches, shuffle the batches."""
+    order = torch.randperm(n, generator=gen).tolist()
+    if lengths is not None:
         window = 8 * batch_size
         order = [i for w in range(0, len(order), window) for i in sorted(order[w : w + window], key=lengths.__getitem__)]
     batches = [order[b * batch_size : (b + 1) * batch_size] for b in range(n_batches)]
-    if group_by_length:
+    if lengths is not None:
         batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
     return batches
 
@@ -258,10 +306,11 @@ def normalize_on(model, tokenizer, texts: list[str]) -> tuple[float, float]:
 # ---- evaluation
 
 
-def pair_accuracy(model, tokenizer, pairs: list[dict]) -> dict:
+def pair_accuracy(model, tokenizer, pairs: list[dict], batch_size: int = 64) -> dict:
     """How often the reward model ranks a pair like the noise-free gold preference (VADER), and like the
     recorded labels (chosen over rejected). Pairs the gold calls a tie are left out of the gold accuracy.
-    Also returns, per pair, the model's P(chosen > rejected) and the gold score gap s_chosen - s_rejected.
+    Also returns, per pair, the reward margin r_chosen - r_rejected, the model's P(chosen > rejected) and the
+    gold score gap s_chosen - s_rejected. The texts are scored `batch_size` at a time (`score_texts`).
     Preference records are taken too (`to_pairs`: the decided ones)."""
     from rlhf_lib.evaluate import gold_sentiment
 
@@ -270,19 +319,20 @@ def pair_accuracy(model, tokenizer, pairs: list[dict]) -> dict:
         raise ValueError("no pairs to evaluate")
     chosen = [p["prompt"] + p["chosen"] for p in pairs]
     rejected = [p["prompt"] + p["rejected"] for p in pairs]
-    r = score_texts(model, tokenizer, chosen + rejected, normalize=False)  # Bradley-Terry's own scale
-    margin = r[: len(pairs)] - r[len(pairs) :]
-    gap = gold_sentiment(chosen) - gold_sentiment(rejected)
+    r = score_texts(model, tokenizer, chosen + rejected, batch_size, normalize=False)  # Bradley-Terry's own scale
+    margin = r[: len(pairs)] - r[len(pairs) :]  # (N,)
+    gap = gold_sentiment(chosen) - gold_sentiment(rejected)  # (N,)
     decided = gap != 0
-    return dict(gold_accuracy=float(((margin > 0) == (gap > 0))[decided].mean()),
+    right = (margin > 0) == (gap > 0)
+    return dict(gold_accuracy=float(right[decided].mean()) if decided.any() else float("nan"),
                 label_accuracy=float((margin > 0).mean()), n=len(pairs), n_gold_decided=int(decided.sum()),
-                p_chosen=(1 / (1 + np.exp(-margin))).tolist(), gold_gap=gap.tolist())
+                margin=margin.tolist(), p_chosen=(1 / (1 + np.exp(-margin))).tolist(), gold_gap=gap.tolist())
 
 
 def accuracy_by_gap(report: dict, edges=(0.0, 0.1, 0.2, 0.5, 2.0)) -> dict:
     """Gold accuracy of a `pair_accuracy` report within bands of |gold score gap|: close calls are hard."""
-    p, gap = np.asarray(report["p_chosen"]), np.asarray(report["gold_gap"])
-    right, size = (p > 0.5) == (gap > 0), np.abs(gap)
+    margin, gap = np.asarray(report["margin"]), np.asarray(report["gold_gap"])
+    right, size = (margin > 0) == (gap > 0), np.abs(gap)
     bands = [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
     sel = [(size > lo if lo == 0 else size >= lo) & (size < hi) for lo, hi in bands]
     return dict(bands=[f"{lo:g}-{hi:g}" for lo, hi in bands], n=[int(m.sum()) for m in sel],

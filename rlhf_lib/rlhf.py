@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -49,11 +49,26 @@ from torch import nn
 
 from rlhf_lib.checkpoint import load_checkpoint, save_checkpoint
 from rlhf_lib.lm import Samples, position_ids_from_mask, response_logits, sample, token_kl
-from rlhf_lib.ppo import approx_kl, clip_fraction, clipped_surrogate, entropy_from_logits, explained_variance, gae, \
-    masked_mean, value_loss, whiten
+from rlhf_lib.ppo import (
+    approx_kl,
+    clip_fraction,
+    clipped_surrogate,
+    entropy_from_logits,
+    explained_variance,
+    gae,
+    masked_mean,
+    value_loss,
+    whiten,
+)
+from rlhf_lib.runtime import (
+    check_count,
+    check_finite_fields,
+    check_optional_positive,
+    check_positive,
+    check_probability,
+    derive_seed,
+)
 from rlhf_lib.threads import share_cores
-from rlhf_lib.runtime import check_count, check_finite_fields, check_optional_positive, check_positive, \
-    check_probability
 
 
 @dataclass
@@ -447,7 +462,7 @@ def make_setup(policy_lm, tokenizer, reference, score_fn: Callable, cfg: RLHFCon
                            lr=cfg.lr, eps=cfg.adam_eps)
     for group in opt.param_groups:
         group["lr"] = cfg.lr * group["scale"]
-    sampler = torch.Generator().manual_seed(cfg.seed * 1000 + rank)  # different responses on every process
+    sampler = torch.Generator().manual_seed(derive_seed(cfg.seed, "sampler", rank))  # other responses on each process
     shuffler = torch.Generator().manual_seed(cfg.seed)
     device = _device(policy_lm, accelerator)
     for m in (model, reference):

@@ -1,6 +1,7 @@
 """Seeding, the fast setting that shrinks notebooks for tests, and input checks.
 
-Every notebook calls `set_seed` once at the top. Step counts are written as
+Every notebook calls `set_seed` once at the top. A run's other random streams (held-out samples, the
+responses of each process, ...) take their seeds from the run's seed with `derive_seed`. Step counts are written as
 `pick(full=..., fast=...)`: a learner gets `full`; the test suite sets the
 environment variable RLHF_FAST=1 and gets `fast`. Only the amount of work
 shrinks; what a notebook asserts at its end means the same in both settings.
@@ -8,6 +9,7 @@ shrinks; what a notebook asserts at its end means the same in both settings.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -31,6 +33,38 @@ def set_seed(seed: int) -> None:
     from rlhf_lib.threads import share_cores
 
     share_cores(force=True)  # a fair share of the cores before the first cell computes (rlhf_lib/threads.py)
+
+
+SEED_STREAMS = {
+    "corpus sample": (1, 1),  # the `pretrain` command: the corpus sample it describes beside the model
+    "sentence heldout": (1, 10_000),  # the `reward` command: fresh pairs checked against gold
+    "sentence normalization": (1, 20_000),  # the `reward` command: samples whose rewards get mean 0, std 1
+    "whole groups": (1, 1),  # the whole-review recipe: its training starts and reviews
+    "whole heldout": (1, 1000),  # the whole-review recipe: fresh pairs checked against gold
+    "whole normalization": (1, 2000),  # both whole-review reward models: reviews whose rewards get mean 0, std 1
+    "proxy pairs": (1, 7),  # goodhart's proxy reward model: its training pairs
+    "proxy heldout": (1, 99),  # goodhart's proxy reward model: fresh pairs checked against gold
+    "dpo batches": (1, 1),  # DPO: the order of the training batches (the held-out split uses the seed itself)
+    "ppo update check": (1, 100),  # the checker of a learner's PPO update: the update's shuffles
+    "sampler": (1000, 0),  # RLHF: the responses of process `index`
+    "pair round": (1_000_003, 0),  # sample_whole_pairs: round `index` of sampling
+    "group chunk": (100_003, 0),  # sample_groups: the chunk that starts at group `index`
+    "environment": (1, 0),  # CartPole: environment `index`
+}
+"""stream -> (multiplier, offset): the seed of a stream is seed * multiplier + offset + index, the numbers each
+stream has always used, so runs repeat what they gave before"""
+
+
+def derive_seed(seed: int, stream: str, index: int = 0) -> int:
+    """The seed of one random stream of a run (`SEED_STREAMS`), from the run's seed, the stream's name and an
+    index (a process, a round, an environment). A name not in the table is a new stream: its seed comes from a
+    hash of (seed, name, index), below 2**63, apart from the others."""
+    seed, index = check_count("seed", seed, minimum=0), check_count("index", index, minimum=0)
+    if stream in SEED_STREAMS:
+        multiplier, offset = SEED_STREAMS[stream]
+        return seed * multiplier + offset + index
+    digest = hashlib.sha256(f"{seed}/{stream}/{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def is_fast() -> bool:

@@ -81,15 +81,11 @@ def heldout_pairs(taste: Callable[[str], float], pairs) -> list[dict]:
 
 def ranking_accuracy(model, tokenizer, pairs: list[dict]) -> float:
     """Share of {prompt, chosen, rejected} pairs (or decided preference records) where the reward model scores
-    chosen above rejected."""
-    from rlhf_lib.reward_model import score_texts
+    chosen above rejected: the label accuracy of `rlhf_lib.reward_model.pair_accuracy` (its report has the gold
+    accuracy too)."""
+    from rlhf_lib.reward_model import pair_accuracy
 
-    pairs = to_pairs(pairs)
-    if not pairs:
-        raise ValueError("no pairs to measure on")
-    chosen = score_texts(model, tokenizer, [p["prompt"] + p["chosen"] for p in pairs], normalize=False)
-    rejected = score_texts(model, tokenizer, [p["prompt"] + p["rejected"] for p in pairs], normalize=False)
-    return float(np.mean(chosen > rejected))
+    return pair_accuracy(model, tokenizer, pairs)["label_accuracy"]
 
 
 def train_on_labels(pairs: list[dict], cfg=None, seed: int = 0):

@@ -15,6 +15,7 @@ prompt is "" and each completion is the whole text, so prompt + completion is st
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,8 @@ from pathlib import Path
 from rlhf_lib.feedback import SimulatedAnnotator, to_pairs
 from rlhf_lib.recipes import recipe, recipe_config
 from rlhf_lib.reviews import PROMPTS, generate_review, render_raw, sentences, tokenize
-from rlhf_lib.runtime import check_count, check_positive
-from rlhf_lib.threads import share_cores
+from rlhf_lib.reward_model import POOLINGS, accuracy_by_gap, pair_accuracy, train_on_groups  # noqa: F401  (re-exported: they were defined here)
+from rlhf_lib.runtime import check_count, check_positive, derive_seed
 
 START_KINDS = ("course", "language", "empty")
 
@@ -104,7 +105,7 @@ def sample_whole_pairs(model, tokenizer, n: int, starts: list[str] | None = None
             seconds = [starts[(i + 2 * k + 1) % len(starts)] for k in range(batch_size)]
         i += batch_size * (1 if same_start else 2)
         _, responses, finished = sample_whole_reviews(model, tokenizer, firsts + seconds, max_new_tokens,
-                                                      temperature, seed=seed * 1_000_003 + round_,
+                                                      temperature, seed=derive_seed(seed, "pair round", round_),
                                                       batch_size=2 * batch_size)
         round_ += 1
         for k in range(batch_size):
@@ -120,6 +121,9 @@ def sample_whole_pairs(model, tokenizer, n: int, starts: list[str] | None = None
 
 
 # ---- reward models on groups of whole reviews
+# The poolings ("last", "sum", "mean": `rlhf_lib.reward_model.raw_rewards`) and the training
+# loop on groups (`train_on_groups`) live in rlhf_lib/reward_model.py, beside the loop on single pairs.
+
 
 def label_groups(annotator, groups: list[tuple[str, list[str]]]) -> list[list[dict]]:
     """Every pair within each group of completions for one prompt, judged by `annotator` (anything with
@@ -146,93 +150,16 @@ def zero_head(model):
     return model
 
 
-def train_on_groups(model, tokenizer, groups: list[list[dict]], cfg=None, groups_per_batch: int = 16,
-                    progress: bool = True, max_seconds: float | None = None):
-    """Fit a reward model in place on labelled pairs that come in groups (`label_groups`): a batch is
-    `groups_per_batch` groups, each distinct text is scored once, and the Bradley-Terry loss is the mean
-    over every labelled pair of the batch. With groups of one pair this is `train_reward_model`'s step.
-    `cfg` is a `RewardConfig` (epochs, lr, warmup, seed; its batch_size is not used).
-    `max_seconds`: stop after the first step that ends past this many seconds of training (the learning-rate
-    schedule stays the one planned for all the epochs); `len(result.losses)` says how many steps ran."""
-    import time
-
-    import torch
-    from tqdm.auto import tqdm
-
-    from rlhf_lib.reward_model import RewardConfig, RewardResult, bradley_terry_loss, encode, raw_rewards
-
-    cfg = cfg or RewardConfig()
-    check_count("groups_per_batch", groups_per_batch)
-    if max_seconds is not None:
-        check_positive("max_seconds", max_seconds)
-    groups = [pairs for pairs in map(to_pairs, groups) if pairs]
-    if not groups:
-        raise ValueError("no labelled pairs to train on (every group was empty or all ties)")
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    steps_per_epoch = max(1, len(groups) // groups_per_batch)
-    total = cfg.epochs * steps_per_epoch
-    result, start, step = RewardResult(), time.perf_counter(), 0
-    model.train()
-    bar = tqdm(total=total, desc="reward model", disable=not progress)
-    for _ in range(cfg.epochs):
-        order = torch.randperm(len(groups), generator=gen).tolist()
-        for b in range(steps_per_epoch):
-            share_cores()
-            pairs = [p for g in order[b * groups_per_batch : (b + 1) * groups_per_batch] for p in groups[g]]
-            index: dict[str, int] = {}
-            for p in pairs:
-                for text in (p["prompt"] + p["chosen"], p["prompt"] + p["rejected"]):
-                    index.setdefault(text, len(index))
-            r = raw_rewards(model, *encode(tokenizer, list(index)))  # (U,) one per distinct text
-            r_chosen = r[[index[p["prompt"] + p["chosen"]] for p in pairs]]  # (P,)
-            r_rejected = r[[index[p["prompt"] + p["rejected"]] for p in pairs]]  # (P,)
-            loss = bradley_terry_loss(r_chosen, r_rejected)
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * min((step + 1) / cfg.warmup, 1.0 - step / total)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            result.losses.append(loss.item())
-            result.accuracies.append((r_chosen > r_rejected).float().mean().item())
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if max_seconds is not None and time.perf_counter() - start > max_seconds:
-                break
-        if max_seconds is not None and time.perf_counter() - start > max_seconds:
-            break
-    bar.close()
-    model.eval()
-    result.seconds = time.perf_counter() - start
-    return result
-
-
 def gold_agreement(model, tokenizer, pairs: list[tuple[str, str, str]], batch_size: int = 128) -> dict:
     """Share of (prompt, a, b) pairs the reward model orders like the noise-free gold (VADER compound of
-    prompt + completion); pairs gold calls a tie are left out. Also the share by |gold gap| band."""
-    import torch
-
-    from rlhf_lib.evaluate import gold_sentiment
-    from rlhf_lib.reward_model import encode, raw_rewards
-
-    texts = [p + a for p, a, _ in pairs] + [p + b for p, _, b in pairs]
-    model.eval()
-    with torch.no_grad():
-        r = torch.cat([raw_rewards(model, *encode(tokenizer, texts[i : i + batch_size]))
-                       for i in range(0, len(texts), batch_size)]).numpy()
-    margin = r[: len(pairs)] - r[len(pairs) :]
-    gold = gold_sentiment(texts)
-    gap = gold[: len(pairs)] - gold[len(pairs) :]
-    decided = gap != 0
-    right = (margin > 0) == (gap > 0)
-    edges = (0.0, 0.1, 0.2, 0.5, 2.0)
-    bands = {f"{lo:g}-{hi:g}": [int((m := decided & (abs(gap) >= lo) & (abs(gap) < hi)).sum()),
-                                 float(right[m].mean()) if m.any() else None]
-             for lo, hi in zip(edges[:-1], edges[1:])}
-    return dict(gold_accuracy=float(right[decided].mean()), n_decided=int(decided.sum()), by_gap=bands)
+    prompt + completion); pairs gold calls a tie are left out. Also the number of pairs gold decides, and by
+    |gold gap| band [pairs, share] (share None where a band is empty): `pair_accuracy` with a in the chosen
+    place, and its `accuracy_by_gap`, in the form the whole-review summaries record."""
+    report = pair_accuracy(model, tokenizer, [dict(prompt=p, chosen=a, rejected=b) for p, a, b in pairs], batch_size)
+    bands = accuracy_by_gap(report)
+    return dict(gold_accuracy=report["gold_accuracy"], n_decided=report["n_gold_decided"],
+                by_gap={band: [n, None if math.isnan(acc) else acc]  # an empty band: None, not NaN (JSON)
+                        for band, n, acc in zip(bands["bands"], bands["n"], bands["accuracy"])})
 
 
 # ---- the recipe: a reward model for whole reviews, from sampling to a normalised, measured model
@@ -306,7 +233,7 @@ def sample_groups(model, tokenizer, n: int, group_size: int, seed: int, max_new_
     for c in tqdm(range(0, n, chunk), desc="whole reviews", disable=not progress, unit="batch"):
         batch = [s for s in starts[c : c + chunk] for _ in range(group_size)]
         _, responses, finished = sample_whole_reviews(model, tokenizer, batch, max_new_tokens,
-                                                      seed=seed * 100_003 + c, batch_size=len(batch))
+                                                      seed=derive_seed(seed, "group chunk", c), batch_size=len(batch))
         for g, s in enumerate(starts[c : c + chunk]):
             k = slice(g * group_size, (g + 1) * group_size)
             out.append((s, [r for r, ok in zip(responses[k], finished[k]) if ok]))
@@ -340,8 +267,9 @@ def train_whole_review_reward_model(cfg: WholeRewardConfig | None = None, policy
     cfg = cfg or WholeRewardConfig()
     clock, cpu = time.perf_counter(), time.process_time()
     policy_model, policy_tok = policy if policy is not None else load_model()
-    groups = sample_groups(policy_model, policy_tok, cfg.n_groups, cfg.group_size, seed=cfg.seed + 1,
-                           max_new_tokens=cfg.max_new_tokens, progress=progress)
+    groups = sample_groups(policy_model, policy_tok, cfg.n_groups, cfg.group_size,
+                           seed=derive_seed(cfg.seed, "whole groups"), max_new_tokens=cfg.max_new_tokens,
+                           progress=progress)
     annotator = SimulatedAnnotator(cfg.annotator_temperature, seed=cfg.seed)
     merged = batch_groups(groups, cfg.groups_per_batch)
     annotator.prime([t for _, texts in merged for t in texts])
@@ -357,12 +285,15 @@ def train_whole_review_reward_model(cfg: WholeRewardConfig | None = None, policy
                              groups_per_batch=1, progress=progress, max_seconds=cfg.max_seconds)
     train_cpu = time.process_time() - train_cpu
 
-    heldout = sample_whole_pairs(policy_model, policy_tok, cfg.n_heldout, starts=review_starts(cfg.n_heldout, cfg.seed + 1000),
-                                 max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + 1000, progress=progress)
+    heldout_seed = derive_seed(cfg.seed, "whole heldout")  # the starts and the samples
+    heldout_starts = review_starts(cfg.n_heldout, heldout_seed)
+    heldout = sample_whole_pairs(policy_model, policy_tok, cfg.n_heldout, starts=heldout_starts,
+                                 max_new_tokens=cfg.max_new_tokens, seed=heldout_seed, progress=progress)
     report = gold_agreement(model, tokenizer, heldout)
-    starts = review_starts(cfg.n_normalize, cfg.seed + 2000)
+    normalize_seed = derive_seed(cfg.seed, "whole normalization")
+    starts = review_starts(cfg.n_normalize, normalize_seed)
     _, responses, finished = sample_whole_reviews(policy_model, policy_tok, starts, cfg.max_new_tokens,
-                                                  seed=cfg.seed + 2000)
+                                                  seed=normalize_seed)
     normal = [s + r for s, r, ok in zip(starts, responses, finished) if ok]
     mean, std = normalize_on(model, tokenizer, normal)
     losses = result.losses

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from test_classroom_server import TOKEN, Server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

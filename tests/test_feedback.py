@@ -9,8 +9,20 @@ import pytest
 
 from rlhf_lib.evaluate import gold_sentiment
 from rlhf_lib.feedback import (
-    PreferenceRecord, RatingRecord, ScoreJudge, SimulatedAnnotator, TornTailError, append_record, as_pairs,
-    gold_preference, label_pairs, load_preferences, read_records, remove_record, repair_torn_tail, to_pairs,
+    PreferenceRecord,
+    RatingRecord,
+    ScoreJudge,
+    SimulatedAnnotator,
+    TornTailError,
+    append_record,
+    as_pairs,
+    gold_preference,
+    label_pairs,
+    load_preferences,
+    read_records,
+    remove_record,
+    repair_torn_tail,
+    to_pairs,
 )
 from rlhf_lib.widgets import DEFAULT_LABELS, Labeler
 

@@ -7,12 +7,18 @@ import random
 
 import httpx
 import pytest
+from test_classroom_server import TOKEN, Server
 
 from rlhf_lib.feedback import (
-    PreferenceRecord, RatingRecord, append_record, load_preferences, ratings_to_preferences, read_records, to_pairs,
+    PreferenceRecord,
+    RatingRecord,
+    append_record,
+    load_preferences,
+    ratings_to_preferences,
+    read_records,
+    to_pairs,
 )
 from rlhf_lib.widgets import Labeler
-from test_classroom_server import TOKEN, Server
 
 TEXTS = [("The plot was", " superb."), ("The plot was", " awful."), ("The plot was", " fine."),
          ("Overall,", " it was dull."), ("Overall,", " it was great.")]

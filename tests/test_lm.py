@@ -8,8 +8,17 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from rlhf_lib.exercises.language_models import compare_response_logprobs
-from rlhf_lib.lm import encode_prompts, kl_estimates, load_model, logprobs_of, position_ids_from_mask, \
-    response_logprobs, sample, stop_ids, token_kl
+from rlhf_lib.lm import (
+    encode_prompts,
+    kl_estimates,
+    load_model,
+    logprobs_of,
+    position_ids_from_mask,
+    response_logprobs,
+    sample,
+    stop_ids,
+    token_kl,
+)
 from rlhf_lib.pretrain import train_tokenizer
 from rlhf_lib.reviews import generate_reviews
 

@@ -10,8 +10,20 @@ import torch
 from rlhf_lib.lm import load_model
 from rlhf_lib.pretrain import pack
 from rlhf_lib.reviews import generate_reviews
-from rlhf_lib.rlhf import RLHFConfig, advantages_and_returns, kl_shaped_rewards, make_setup, ppo_update, \
-    ptx_corpus, ptx_loss, reference_logprobs, rollout, score_responses, train_rlhf, value_estimates
+from rlhf_lib.rlhf import (
+    RLHFConfig,
+    advantages_and_returns,
+    kl_shaped_rewards,
+    make_setup,
+    ppo_update,
+    ptx_corpus,
+    ptx_loss,
+    reference_logprobs,
+    rollout,
+    score_responses,
+    train_rlhf,
+    value_estimates,
+)
 
 
 def plain_cross_entropy(lm, blocks):

@@ -10,11 +10,26 @@ import torch
 
 from rlhf_lib.exercises.rlhf_loop import compare_ppo_iteration
 from rlhf_lib.lm import load_model, logprobs_of, sample, stop_ids
-from rlhf_lib.reward_model import make_reward_model
 from rlhf_lib.reviews import PROMPTS
-from rlhf_lib.rlhf import AdaptiveKLController, PolicyWithValue, RLHFConfig, advantages_and_returns, \
-    iteration_figures, kl_shaped_rewards, last_token_dones, make_setup, ppo_iteration, ppo_update, reference_logprobs, \
-    rollout, score_responses, sentence_shaping, train_rlhf, value_estimates
+from rlhf_lib.reward_model import make_reward_model
+from rlhf_lib.rlhf import (
+    AdaptiveKLController,
+    PolicyWithValue,
+    RLHFConfig,
+    advantages_and_returns,
+    iteration_figures,
+    kl_shaped_rewards,
+    last_token_dones,
+    make_setup,
+    ppo_iteration,
+    ppo_update,
+    reference_logprobs,
+    rollout,
+    score_responses,
+    sentence_shaping,
+    train_rlhf,
+    value_estimates,
+)
 
 SMALL = dict(batch_size=16, max_new_tokens=24, minibatches=2, epochs=2)
 
@@ -399,8 +414,7 @@ def test_the_solution_loop_plugged_in_gives_the_librarys_numbers(reward):
 
 
 def test_the_loop_checker_finds_a_plausible_mistake():
-    from rlhf_lib import solutions
-    from rlhf_lib import rlhf
+    from rlhf_lib import rlhf, solutions
 
     assert compare_ppo_iteration(solutions.ppo_iteration) is None
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rlhf_lib import pick, set_seed
-from rlhf_lib.runtime import check_count, check_positive, check_probability, is_fast
+from rlhf_lib.runtime import SEED_STREAMS, check_count, check_positive, check_probability, derive_seed, is_fast
 
 
 def draw():
@@ -21,6 +21,36 @@ def test_same_seed_same_numbers():
     assert draw() == a
     set_seed(8)
     assert draw() != a
+
+
+# the seeds each stream was given before derive_seed, written out again: (seed, index) -> seed of the stream
+STREAMS_BEFORE = {"corpus sample": lambda s, i: s + 1, "sentence heldout": lambda s, i: s + 10_000,
+                  "sentence normalization": lambda s, i: s + 20_000, "whole groups": lambda s, i: s + 1,
+                  "whole heldout": lambda s, i: s + 1000, "whole normalization": lambda s, i: s + 2000,
+                  "proxy pairs": lambda s, i: s + 7, "proxy heldout": lambda s, i: s + 99,
+                  "dpo batches": lambda s, i: s + 1, "ppo update check": lambda s, i: s + 100,
+                  "sampler": lambda s, i: s * 1000 + i, "pair round": lambda s, i: s * 1_000_003 + i,
+                  "group chunk": lambda s, i: s * 100_003 + i, "environment": lambda s, i: s + i}
+INDEXED = ("sampler", "pair round", "group chunk", "environment")
+
+
+def test_derived_seeds_are_the_ones_each_stream_had():
+    assert set(SEED_STREAMS) == set(STREAMS_BEFORE)
+    for name, before in STREAMS_BEFORE.items():
+        for seed in (0, 1, 2, 17, 1234):
+            for index in (0, 1, 5, 999) if name in INDEXED else (0,):
+                assert derive_seed(seed, name, index) == before(seed, index), (name, seed, index)
+
+
+def test_a_new_stream_gets_its_own_seed_from_a_hash():
+    seeds = {derive_seed(seed, name, index) for seed in (0, 1) for name in ("a stream", "another") for index in (0, 1)}
+    assert len(seeds) == 8 and all(0 <= s < 2**63 for s in seeds)
+    assert derive_seed(3, "a stream", 2) == derive_seed(3, "a stream", 2)
+    torch.Generator().manual_seed(derive_seed(3, "a stream"))  # a seed torch takes
+    with pytest.raises(ValueError, match="seed"):
+        derive_seed(-1, "sampler")
+    with pytest.raises(ValueError, match="index"):
+        derive_seed(0, "sampler", -1)
 
 
 def test_bad_seed():

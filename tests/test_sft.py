@@ -7,7 +7,15 @@ import torch
 
 from rlhf_lib.evaluate import gold_sentiment
 from rlhf_lib.lm import encode_prompts, load_model, logprobs_of
-from rlhf_lib.sft import SFTConfig, completion_loss, load_demonstrations, make_demonstrations, save_jsonl, sft, sft_batch
+from rlhf_lib.sft import (
+    SFTConfig,
+    completion_loss,
+    load_demonstrations,
+    make_demonstrations,
+    save_jsonl,
+    sft,
+    sft_batch,
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf_lib.whole_reviews import (ScoredAnnotator, WholeRewardConfig, batch_groups, review_starts,
-                                    sample_whole_reviews, train_whole_review_reward_model)
+from rlhf_lib.whole_reviews import (
+    ScoredAnnotator,
+    WholeRewardConfig,
+    batch_groups,
+    review_starts,
+    sample_whole_reviews,
+    train_whole_review_reward_model,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(n_groups=8, group_size=3, groups_per_batch=4, epochs=2, n_heldout=12, n_normalize=24, max_new_tokens=48)

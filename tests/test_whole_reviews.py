@@ -1,6 +1,6 @@
 """Whole reviews: the starts come from the language in the asked proportions, group labelling judges every
 pair, the group trainer's loss equals a pair-by-pair recomputation, the mean head matches an unpadded
-forward pass, and gold agreement equals `pair_accuracy`'s."""
+forward pass, and gold agreement equals a pair-by-pair tally."""
 
 import itertools
 import math
@@ -14,10 +14,15 @@ import torch.nn.functional as F
 from rlhf_lib.evaluate import gold_sentiment
 from rlhf_lib.feedback import ScoreJudge
 from rlhf_lib.reviews import PROMPTS, generate_reviews, is_grammatical
-from rlhf_lib.reward_model import RewardConfig, encode, make_reward_model, pair_accuracy, raw_rewards, score_texts
+from rlhf_lib.reward_model import RewardConfig, encode, make_reward_model, raw_rewards, score_texts
 from rlhf_lib.whole_reviews import (
-    gold_agreement, label_groups, language_openings, review_starts, sample_whole_pairs,
-    train_on_groups, zero_head,
+    gold_agreement,
+    label_groups,
+    language_openings,
+    review_starts,
+    sample_whole_pairs,
+    train_on_groups,
+    zero_head,
 )
 
 
@@ -159,15 +164,27 @@ def test_a_mean_pooled_model_is_scored_as_it_is_trained(rm_no_dropout):
         score_texts(model, tok, texts)
 
 
-def test_gold_agreement_equals_pair_accuracy(rm_no_dropout):
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_gold_agreement_equals_a_pair_by_pair_tally(rm_no_dropout, pooling):
+    """Each text scored alone (no padding, no batch) and judged by VADER alone; the pairs counted by hand."""
     model, tok = rm_no_dropout
+    model.config.reward_pooling = pooling
     reviews = generate_reviews(120, seed=2)
     pairs = [("", a, b) for a, b in zip(reviews[::2], reviews[1::2]) if a != b]
-    ours = gold_agreement(model, tok, pairs)
-    theirs = pair_accuracy(model, tok, [dict(prompt=p, chosen=a, rejected=b) for p, a, b in pairs])
-    assert ours["gold_accuracy"] == pytest.approx(theirs["gold_accuracy"])
-    assert ours["n_decided"] == theirs["n_gold_decided"]
-    assert sum(n for n, _ in ours["by_gap"].values()) == ours["n_decided"]
+    with torch.no_grad():
+        r = {t: raw_rewards(model, *encode(tok, [t])).item() for _, a, b in pairs for t in (a, b)}
+    bands = {"0-0.1": (0.0, 0.1), "0.1-0.2": (0.1, 0.2), "0.2-0.5": (0.2, 0.5), "0.5-2": (0.5, 2.0)}
+    tally = {band: [0, 0] for band in bands}  # band: [decided pairs, ordered like gold]
+    for _, a, b in pairs:
+        gap = gold_sentiment(a)[0] - gold_sentiment(b)[0]
+        if gap != 0:
+            band = next(name for name, (lo, hi) in bands.items() if lo <= abs(gap) < hi)
+            tally[band][0] += 1
+            tally[band][1] += (r[a] > r[b]) == (gap > 0)
+    ours = gold_agreement(model, tok, pairs, batch_size=16)
+    assert ours["n_decided"] == sum(n for n, _ in tally.values()) > 40
+    assert ours["gold_accuracy"] == pytest.approx(sum(k for _, k in tally.values()) / ours["n_decided"])
+    assert ours["by_gap"] == {band: [n, pytest.approx(k / n) if n else None] for band, (n, k) in tally.items()}
 
 
 def test_sample_whole_pairs_are_whole_and_follow_their_starts():

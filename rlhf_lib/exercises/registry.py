@@ -4,8 +4,8 @@ checkers live by topic beside this file."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from rlhf_lib.cartpole import ppo_update
 from rlhf_lib.exercises import beyond_ppo as beyond

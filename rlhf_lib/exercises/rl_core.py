@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlhf_lib.runtime import derive_seed
+
 # ---- the references of the value exercises
 
 
@@ -148,7 +150,7 @@ def run_ppo_update(update_fn, seed, batch, optimizer, **settings):
     logp_old = logp + 0.15 * torch.randn(batch, generator=g)  # ratios away from 1: some start clipped
     advantages = 1.0 + 2.0 * torch.randn(batch, generator=g)
     data = Batch(obs, actions, logp_old, values_old, advantages, advantages + values_old)
-    torch.manual_seed(seed + 100)  # the update's shuffles
+    torch.manual_seed(derive_seed(seed, "ppo update check"))  # the update's shuffles
     update_fn(actor, critic, opt, data, cfg)
     return _weights(actor=actor, critic=critic)
 
