@@ -153,7 +153,8 @@ def check_out(out: Path, command: str, overwrite: bool = False, resume: bool = F
         if REBUILDS.get(command) != resolved:
             raise ValueError(f"--out {out} is inside assets/, the files the course ships, and commands do not write "
                              "there (the documented rebuilds are `pretrain --out assets/model` and "
-                             "`reward --task sentence --out assets/reward_model`, with --overwrite); choose another folder")
+                             "`reward --task sentence --out assets/reward_model`, with --overwrite); "
+                             "choose another folder")
     if resume:
         if not out.is_dir():
             raise FileNotFoundError(f"--resume: there is no run to continue at {out}")
@@ -233,7 +234,8 @@ def cmd_reward_whole(args):
     """`reward --task whole`: `train_whole_review_reward_model` with the options' config, saved to --out."""
     from rlhf_lib.whole_reviews import WholeRewardConfig
 
-    given = dict(n_heldout=args.heldout, pooling=args.pooling, **{dest: getattr(args, dest) for _, dest, _ in WHOLE_ONLY})
+    given = dict(n_heldout=args.heldout, pooling=args.pooling,
+                 **{dest: getattr(args, dest) for _, dest, _ in WHOLE_ONLY})
     try:
         cfg = WholeRewardConfig(epochs=args.epochs, lr=args.lr, warmup=args.warmup, seed=args.seed,
                                 annotator_temperature=args.annotator_temperature, max_new_tokens=args.max_new_tokens,
@@ -307,7 +309,8 @@ def main(argv=None):
     s = sub.add_parser("sft", help="supervised fine-tuning on positive demonstrations")
     s.add_argument("--out", required=True, type=Path, help="folder for the model and summary.json")
     s.add_argument("--model", default=None, help="model folder or name (default: the course model)")
-    s.add_argument("--demonstrations", default=None, type=Path, help="JSONL of {prompt, completion} (default: make them)")
+    s.add_argument("--demonstrations", default=None, type=Path,
+                   help="JSONL of {prompt, completion} (default: make them)")
     s.add_argument("--n-demos", type=_count(), default=2000, dest="n_demos")
     s.add_argument("--eval-samples", type=_count(), default=500, dest="eval_samples")
     _overwrite(s)

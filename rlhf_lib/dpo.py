@@ -197,8 +197,8 @@ def _pair_step(policy, tokenizer, pairs, idx, ref, cfg, loss_fn=None):
     implicit rewards stay its. The loss includes nll_coef * NLL."""
     batch = [pairs[i] for i in idx]
     prompts = [p["prompt"] for p in batch]
-    enc = encode_completions(tokenizer, prompts + prompts, [p["chosen"] for p in batch] + [p["rejected"] for p in batch],
-                             cfg.add_eos)
+    enc = encode_completions(tokenizer, prompts + prompts,
+                             [p["chosen"] for p in batch] + [p["rejected"] for p in batch], cfg.add_eos)
     logps, _ = sequence_logps(policy, enc)  # (2B,)
     logps = logps.cpu()
     ref_c, ref_r, n_c, n_r = (t[idx] for t in ref)
@@ -281,7 +281,8 @@ def train_dpo(policy, reference, tokenizer, pairs_or_records, cfg: DPOConfig | N
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{result.history[-1]['accuracy']:.0%}")
         if heldout_idx:
-            result.heldout.append(dict(epoch=epoch + 1, **_evaluate_pairs(policy, tokenizer, pairs, heldout_idx, ref, cfg)))
+            result.heldout.append(dict(epoch=epoch + 1,
+                                       **_evaluate_pairs(policy, tokenizer, pairs, heldout_idx, ref, cfg)))
     bar.close()
     policy.eval()
     result.seconds = time.perf_counter() - start

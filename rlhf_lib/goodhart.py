@@ -99,12 +99,14 @@ def train_proxy_reward_model(n_pairs: int, policy=None, epochs: int = 2, lr: flo
     _, responses, finished = sample_whole_reviews(model, tokenizer, starts, seed=normalize_seed)
     normalize_on(reward_model, reward_tokenizer, [s + r for s, r, ok in zip(starts, responses, finished) if ok])
     summary = dict(n_pairs=sum(map(len, labelled)), gold_accuracy=report["gold_accuracy"],
-                   n_heldout=report["n_decided"], steps=len(result.losses), seconds=round(time.perf_counter() - start, 1))
+                   n_heldout=report["n_decided"], steps=len(result.losses),
+                   seconds=round(time.perf_counter() - start, 1))
     return reward_model, reward_tokenizer, summary
 
 
 def bon_pools(policy, tokenizer, reward_model, reward_tokenizer, starts: list[str], pool_size: int, seed: int = 0,
-              max_new_tokens: int = 64, unfinished_penalty: float = 1.0) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
+              max_new_tokens: int = 64,
+              unfinished_penalty: float = 1.0) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
     """One (texts, proxy, gold) pool of `pool_size` whole reviews per start, sampled from `policy`.
 
     proxy: the reward model's score, minus `unfinished_penalty` for a review cut off at max_new_tokens (what

@@ -125,7 +125,8 @@ def _download(name: str, dtype):
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
     except Exception as err:  # network errors come in many types; all mean the same to a learner
-        raise OSError(f"{hint}\n(the underlying error was {type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+        raise OSError(f"{hint}\n(the underlying error was "
+                      f"{type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
     return tokenizer, model
 
 

@@ -289,7 +289,8 @@ def _batches(n: int, batch_size: int, n_batches: int, gen, lengths: list[int] | 
     order = torch.randperm(n, generator=gen).tolist()
     if lengths is not None:
         window = 8 * batch_size
-        order = [i for w in range(0, len(order), window) for i in sorted(order[w : w + window], key=lengths.__getitem__)]
+        order = [i for w in range(0, len(order), window)
+                 for i in sorted(order[w : w + window], key=lengths.__getitem__)]
     batches = [order[b * batch_size : (b + 1) * batch_size] for b in range(n_batches)]
     if lengths is not None:
         batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]

@@ -522,7 +522,7 @@ def minibatch_updates(setup: RLHFSetup, batch: Rollout, policy_loss: Callable, l
     B = len(batch.texts)
     mb = B // cfg.minibatches
     rows, names, first_ratio_gap = [], None, None
-    for epoch in range(cfg.epochs):
+    for _ in range(cfg.epochs):
         order = torch.randperm(B, generator=setup.shuffler)
         for k in range(cfg.minibatches):
             idx = order[k * mb : (k + 1) * mb].to(device)

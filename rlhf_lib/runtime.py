@@ -149,7 +149,8 @@ def environment_report(packages=REQUIRED_PACKAGES) -> dict:
 
         from rlhf_lib.threads import share_cores, usable_cores
 
-        report["torch threads"] = f"{share_cores(force=True)} of {usable_cores()} cores (shared with busy torch processes)"
+        report["torch threads"] = (f"{share_cores(force=True)} of {usable_cores()} cores "
+                                   "(shared with busy torch processes)")
         report["GPU"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU is enough)"
     except ImportError:
         pass

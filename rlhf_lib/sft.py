@@ -62,7 +62,7 @@ def load_demonstrations(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no demonstrations file at {path}")
-    lines = [l for l in path.read_text().splitlines() if l.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
     if not lines:
         raise ValueError(f"{path} is empty: it needs one JSON record per line with fields {REQUIRED_FIELDS}")
     for i, line in enumerate(lines, 1):

@@ -49,7 +49,7 @@ def test_two_students_label_with_the_keyboard_and_the_teacher_sees_them(tmp_path
             for i in range(len(KEYS["Ada"])):
                 for name, page in pages.items():  # both press a key before either waits
                     page.keyboard.press(KEYS[name][i])
-                for name, page in pages.items():
+                for _, page in pages.items():
                     page.locator("#count").filter(has_text=f"{i + 1}").wait_for(timeout=20_000)
                 if i == 2:  # Bo takes back the third label and judges that pair again below
                     bo = pages["<i>Bo</i>"]

@@ -64,11 +64,13 @@ def test_label_reward_ppo_commands(tmp_path):
     assert model.config.reward_pooling == "last" and model.config.reward_std > 0
 
     ppo = tmp_path / "ppo"
-    q = run("ppo", "--out", str(ppo), "--task", "sentence", "--reward-model", str(reward), "--iterations", "2", "--batch-size", "8",
-            "--minibatches", "2", "--max-new-tokens", "16", "--eval-samples", "8", "--target-kl", "4")
+    q = run("ppo", "--out", str(ppo), "--task", "sentence", "--reward-model", str(reward), "--iterations", "2",
+            "--batch-size", "8", "--minibatches", "2", "--max-new-tokens", "16", "--eval-samples", "8",
+            "--target-kl", "4")
     assert q.returncode == 0, q.stderr[-2000:]
     summary = json.loads((ppo / "summary.json").read_text())
-    assert {"positive_rate", "grammatical_rate", "kl_k1"} <= set(summary["after"]) and summary["config"]["target_kl"] == 4
+    assert ({"positive_rate", "grammatical_rate", "kl_k1"} <= set(summary["after"])
+            and summary["config"]["target_kl"] == 4)
     assert summary["config"]["stop_at"] == "sentence" and summary["config"]["max_new_tokens"] == 16
     AutoModelForCausalLM.from_pretrained(ppo / "policy")
     missing = run("ppo", "--out", str(tmp_path / "x"), "--reward-model", str(tmp_path / "nope"))
@@ -82,7 +84,8 @@ def test_ppo_under_accelerate_with_two_processes(tmp_path):
     accelerate = Path(sys.executable).parent / "accelerate"
     out = tmp_path / "ppo2"
     p = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlhf_lib", "ppo", "--task", "sentence", "--out", str(out),
+                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlhf_lib", "ppo",
+                        "--task", "sentence", "--out", str(out),
                         "--reward-model", str(ROOT / "assets" / "reward_model"), "--iterations", "3",
                         "--batch-size", "16", "--minibatches", "2", "--eval-samples", "16"],
                        capture_output=True, text=True, timeout=600)
@@ -117,7 +120,8 @@ def test_pipeline_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     # as if the run had died during PPO: the finished stages are kept, PPO continues from its checkpoint
     (out / "summary.json").unlink()
     (out / "ppo" / "summary.json").unlink()
-    finished = {p: p.stat().st_mtime_ns for p in (out / "reward_model" / "summary.json", out / "reward_model" / "model.safetensors")}
+    finished = {p: p.stat().st_mtime_ns
+                for p in (out / "reward_model" / "summary.json", out / "reward_model" / "model.safetensors")}
     code, err = main_in_process(capsys, "pipeline", "--out", out, *args)
     assert code == 2 and "--resume" in err
     code, err = main_in_process(capsys, "pipeline", "--out", out, *args[:1], "17", *args[2:], "--resume")
@@ -287,8 +291,8 @@ def test_ppo_killed_then_resumed_matches_an_uninterrupted_run(tmp_path, capsys):
     import signal
     import time
 
-    common = ["--reward-model", REWARD, "--iterations", "3", "--batch-size", "8", "--minibatches", "2", "--task", "sentence",
-              "--max-new-tokens", "16", "--eval-samples", "8"]
+    common = ["--reward-model", REWARD, "--iterations", "3", "--batch-size", "8", "--minibatches", "2",
+              "--task", "sentence", "--max-new-tokens", "16", "--eval-samples", "8"]
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     code, err = main_in_process(capsys, "ppo", "--out", straight, *common)
     assert code == 0, err

@@ -29,7 +29,8 @@ def lm():
 def test_sequence_logps_equal_one_sequence_at_a_time_without_padding(lm):
     model, tok = lm
     prompts = ["The plot was", "I expected", "The music was", ""]
-    completions = [" dull.", " a slow mystery, but it was playful.", "", " utterly breathtaking, and the acting was bold."]
+    completions = [" dull.", " a slow mystery, but it was playful.", "",
+                   " utterly breathtaking, and the acting was bold."]
     for add_eos in (False, True):
         batch = encode_completions(tok, prompts, completions, add_eos)
         assert (batch[1][:, 0] == 0).any() and (batch[3][:, -1] == 0).any()  # both paddings are exercised
@@ -62,7 +63,8 @@ def trl_dpo_loss(chosen_tok, rejected_tok, ref_chosen, ref_rejected, mask_c, mas
 
     def stub_model(**kwargs):
         return SimpleNamespace(log_probs=per_token, entropy=torch.zeros_like(per_token),
-                               mean_logits=torch.zeros_like(per_token), is_top1=torch.zeros_like(per_token, dtype=torch.bool))
+                               mean_logits=torch.zeros_like(per_token),
+                               is_top1=torch.zeros_like(per_token, dtype=torch.bool))
 
     identity = SimpleNamespace(device="cpu", gather=lambda x: x, gather_for_metrics=lambda x: x)
     trainer = SimpleNamespace(model=SimpleNamespace(training=False), accelerator=identity, aux_loss_enabled=False,
@@ -165,7 +167,8 @@ def test_gradient_equals_finite_differences_of_the_formula(loss_type, e):
             minus = [t.tolist() for t in x]
             plus[k][i] += h
             minus[k][i] -= h
-            numeric = (independent_loss(*plus, beta, loss_type, e) - independent_loss(*minus, beta, loss_type, e)) / (2 * h)
+            numeric = (independent_loss(*plus, beta, loss_type, e)
+                       - independent_loss(*minus, beta, loss_type, e)) / (2 * h)
             assert abs(float(params[k].grad[i]) - numeric) < 1e-6, (k, i)
 
 
@@ -261,7 +264,8 @@ def test_your_loss_plugged_in_trains_the_same_weights(lm):
     assert a.series("loss") == pytest.approx(b.series("loss"), abs=1e-6)
     assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(policy_a.parameters(), policy_b.parameters()))
     with pytest.raises(ValueError, match="loss_fn"):
-        train_dpo(policy_b, reference, tok, pairs, DPOConfig(loss_type="ipo"), progress=False, loss_fn=solutions.dpo_loss)
+        train_dpo(policy_b, reference, tok, pairs, DPOConfig(loss_type="ipo"), progress=False,
+                  loss_fn=solutions.dpo_loss)
 
 
 def test_where_the_mass_went_against_one_text_at_a_time(lm):

@@ -142,10 +142,12 @@ WRONG = {
     "reinforce_update": _wrong_reinforce_update,
     "ppo_update": _wrong_ppo_update,
     "gae_one_episode": _wrong_gae,
-    "clipped_objective": lambda ratio, adv, eps: np.maximum(np.asarray(ratio) * adv, np.clip(ratio, 1 - eps, 1 + eps) * np.asarray(adv)),
+    "clipped_objective": lambda ratio, adv, eps: np.maximum(np.asarray(ratio) * adv,
+                                                            np.clip(ratio, 1 - eps, 1 + eps) * np.asarray(adv)),
     "sequence_logprob": lambda token_logps, mask: float(sum(token_logps)),  # drops the mask
     "k3_estimate": lambda logp, logp_ref: solutions.k3_estimate(logp_ref, logp),  # ratio inverted
-    "hindsight_rewards": lambda score, n: (np.r_[score, np.zeros(n - 1)], np.r_[score, np.zeros(n - 1)]),  # pays the first token
+    "hindsight_rewards": lambda score, n: (np.r_[score, np.zeros(n - 1)],
+                                           np.r_[score, np.zeros(n - 1)]),  # pays the first token
     "completion_labels": lambda ids, p, pad_id: [-100 if t < p else tok for t, tok in enumerate(ids)],  # keeps padding
     "sft_loss": _wrong_sft_loss,
     "bradley_terry_prob": lambda a, b, t: solutions.bradley_terry_prob(a, b, 1.0),  # forgets the temperature
@@ -156,14 +158,16 @@ WRONG = {
     "reward_model_step": _wrong_reward_model_step,
     "sft_step": _wrong_sft_step,
     "label_into": _wrong_label_into,
-    "kl_shaped_rewards": lambda score, lp, lr, mask, beta: solutions.kl_shaped_rewards(score, lr, lp, mask, beta),  # sign
+    "kl_shaped_rewards": lambda score, lp, lr, mask, beta:
+        solutions.kl_shaped_rewards(score, lr, lp, mask, beta),  # sign
     "ppo_iteration": _wrong_ppo_iteration,
     "adaptive_beta": lambda beta, kl, target, n, horizon: beta * (1 + (kl / target - 1) * n / horizon),  # no clip
     "dpo_loss": lambda pc, pr, rc, rr, beta: -torch.nn.functional.logsigmoid(beta * (pc - pr)).mean(),  # no reference
     "best_of_n_expected": lambda proxy, gold, n: float(np.mean(np.asarray(gold)[np.argsort(proxy)][-n:])),  # top-n mean
     "fit_gao_rl": lambda d, y: np.linalg.lstsq(np.stack([np.asarray(d), -np.asarray(d) ** 2], 1), np.asarray(y),
                                                rcond=None)[0],  # best-of-n's form
-    "leave_one_out": lambda rewards, k: rewards - rewards.view(-1, k).mean(-1).repeat_interleave(k),  # i in its own baseline
+    "leave_one_out": lambda rewards, k:
+        rewards - rewards.view(-1, k).mean(-1).repeat_interleave(k),  # i in its own baseline
 }
 
 
@@ -223,7 +227,8 @@ def test_the_message_names_the_entry_that_differs(capsys):
 
     assert not check("reward_to_go", almost)
     out = capsys.readouterr().out
-    first_long_case = next(args for args in EXERCISES["reward_to_go"].cases(np.random.default_rng(0)) if len(args[0]) > 3)
+    first_long_case = next(args for args in EXERCISES["reward_to_go"].cases(np.random.default_rng(0))
+                           if len(args[0]) > 3)
     want = solutions.reward_to_go(*first_long_case)[3]
     assert f"at index [3]: expected {want:.6g}, got {want + 1:.6g} (1 of" in out
     assert str(round(first_long_case[1], 4)) in out  # the case's arguments
@@ -296,7 +301,8 @@ def test_every_notebook_poses_enough_exercises():
     per_notebook = {}
     for ex in EXERCISES.values():
         per_notebook[ex.notebook] = per_notebook.get(ex.notebook, 0) + 1
-    assert all(per_notebook.get(nb, 0) >= 2 for nb in ("00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10"))
+    assert all(per_notebook.get(nb, 0) >= 2
+               for nb in ("00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10"))
     assert all(per_notebook[nb] >= 3 for nb in ("01", "02", "03")), per_notebook
 
 

@@ -127,7 +127,8 @@ def test_undo_removes_exactly_the_last_line(tmp_path):
     (json.dumps({"prompt": "x", "completion_a": " a", "choice": "a"}), r"line 2: missing field\(s\)"),
     (json.dumps(dict(prompt="x", completion_a=" a", completion_b=" a", choice="a", annotator="u", time="t", model="m")),
      "line 2: the two completions are identical"),
-    (json.dumps(dict(prompt="x", completion_a=" a", completion_b=" b", choice="A!", annotator="u", time="t", model="m")),
+    (json.dumps(dict(prompt="x", completion_a=" a", completion_b=" b", choice="A!", annotator="u", time="t",
+                     model="m")),
      "line 2: choice must be one of"),
 ])
 def test_malformed_file_gets_a_clear_error_and_stays_unchanged(tmp_path, bad_line, message):

@@ -96,7 +96,8 @@ def test_the_logprob_checker_finds_plausible_mistakes():
 
     assert compare_response_logprobs(solutions.response_logprobs) is None  # on the course model
     assert "predict the token at t + 1" in compare_response_logprobs(off_by_one)
-    assert "padding" in compare_response_logprobs(lambda logits, ids, mask: response_logprobs(logits, ids, mask) + 1 - mask)
+    assert "padding" in compare_response_logprobs(lambda logits, ids, mask:
+                                                  response_logprobs(logits, ids, mask) + 1 - mask)
 
 
 def test_stops_at_end_of_text(tokenizer):
@@ -189,7 +190,8 @@ def test_k1_mean_matches_exact_kl_and_k3_is_never_negative(tokenizer):
     k = kl_estimates(s.logp, logp_ref, s.response_mask)
     per_seq = k["k1"].sum(-1)
     stderr = per_seq.std().item() / math.sqrt(len(per_seq))
-    assert abs(per_seq.mean().item() - exact) < 4 * stderr, f"k1 {per_seq.mean():.4f} vs exact {exact:.4f} (se {stderr:.4f})"
+    assert abs(per_seq.mean().item() - exact) < 4 * stderr, (f"k1 {per_seq.mean():.4f} vs exact {exact:.4f} "
+                                                             f"(se {stderr:.4f})")
     assert (k["k3"] >= 0).all()
     assert (k["k2"] >= 0).all()
     assert (k["k1"] < 0).any(), "k1 is negative for some tokens; only its mean is the KL"

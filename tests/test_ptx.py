@@ -111,7 +111,8 @@ def test_ptx_keeps_the_language_of_review_text():
     assert without_loss - base_loss > 0.05
     assert with_loss - base_loss < 0.5 * (without_loss - base_loss)
     assert base_grammar - without_grammar > 0.05, (base_grammar, without_grammar)
-    assert base_grammar - with_grammar < 0.5 * (base_grammar - without_grammar), (base_grammar, with_grammar, without_grammar)
+    assert base_grammar - with_grammar < 0.5 * (base_grammar - without_grammar), (base_grammar, with_grammar,
+                                                                                  without_grammar)
 
 
 def update_of_a_moved_policy(cfg):

@@ -35,9 +35,11 @@ def trl_loss(r_chosen, r_rejected, margin=None):
             return SimpleNamespace(logits=torch.cat([r_chosen, r_rejected])[:, None])
 
     identity = SimpleNamespace(gather=lambda x: x, gather_for_metrics=lambda x: x)
-    trainer = SimpleNamespace(model=SimpleNamespace(training=False), args=SimpleNamespace(center_rewards_coefficient=None),
+    trainer = SimpleNamespace(model=SimpleNamespace(training=False),
+                              args=SimpleNamespace(center_rewards_coefficient=None),
                               accelerator=identity, _total_train_tokens=0, _tp_size=1,
-                              _metrics={"eval": {k: [] for k in ("min_reward", "mean_reward", "max_reward", "accuracy", "margin")}})
+                              _metrics={"eval": {k: [] for k in ("min_reward", "mean_reward", "max_reward", "accuracy",
+                                                                 "margin")}})
     inputs = {"attention_mask": torch.ones(2 * len(r_chosen), 3)}
     if margin is not None:
         inputs["margin"] = margin
@@ -65,7 +67,8 @@ def test_last_token_index():
 
 def test_reward_reads_the_last_real_token_under_left_and_right_padding(rm):
     model, tokenizer = rm
-    texts = ["The plot was good.", "I expected more. The music was dull, but the ending was lovely.", "Overall, it was fine."]
+    texts = ["The plot was good.", "I expected more. The music was dull, but the ending was lovely.",
+             "Overall, it was fine."]
     with torch.no_grad():
         left = raw_rewards(model, *encode(tokenizer, texts, "left"))
         right = raw_rewards(model, *encode(tokenizer, texts, "right"))
@@ -81,7 +84,8 @@ def test_reward_reads_the_last_real_token_under_left_and_right_padding(rm):
 def test_sum_head_adds_the_scores_of_every_real_token_under_any_padding():
     torch.manual_seed(0)
     model, tokenizer = make_reward_model(pooling="sum")
-    texts = ["The plot was good.", "I expected more. The music was dull, but the ending was lovely.", "Overall, it was fine."]
+    texts = ["The plot was good.", "I expected more. The music was dull, but the ending was lovely.",
+             "Overall, it was fine."]
     with torch.no_grad():
         left = raw_rewards(model, *encode(tokenizer, texts, "left"))
         right = raw_rewards(model, *encode(tokenizer, texts, "right"))

@@ -344,7 +344,9 @@ def test_advantages_are_gae_per_response_then_whitened_over_real_tokens():
         r, v = rewards[i, :n].double().tolist(), values[i, :n].double().tolist() + [0.0]  # the episode ends at n
         deltas = [r[t] + gamma * v[t + 1] - v[t] for t in range(n)]
         a = [sum((gamma * lam) ** (k - t) * deltas[k] for k in range(t, n)) for t in range(n)]
-        torch.testing.assert_close(returns[i, :n].double(), torch.tensor(a, dtype=torch.float64) + torch.tensor(v[:n], dtype=torch.float64), atol=1e-5, rtol=0)
+        torch.testing.assert_close(returns[i, :n].double(),
+                                   torch.tensor(a, dtype=torch.float64) + torch.tensor(v[:n], dtype=torch.float64),
+                                   atol=1e-5, rtol=0)
         raw += a
     raw = np.array(raw)
     whitened = (raw - raw.mean()) / raw.std()
@@ -361,7 +363,8 @@ def test_ppo_update_equals_the_loss_recomputed_row_by_row():
     batch = rollout(policy, tok, list(PROMPTS[:3]), cfg, setup.sampler)
     values = value_estimates(setup.model, batch, cfg.temperature)
     g = torch.Generator().manual_seed(0)
-    advantages, returns = torch.randn(batch.mask.shape, generator=g) * batch.mask, torch.randn(batch.mask.shape, generator=g)
+    advantages, returns = (torch.randn(batch.mask.shape, generator=g) * batch.mask,
+                           torch.randn(batch.mask.shape, generator=g))
     hand, before = copy.deepcopy(setup.model), [p.detach().clone() for p in setup.model.parameters()]
     pg, vl = [], []
     for b in range(6):
@@ -392,7 +395,8 @@ def test_iteration_figures_by_hand():
     k1 = [float((it.batch.logp[b] - it.logp_ref[b])[: int(n[b])].sum()) for b in range(4)]
     r = [torch.exp(it.logp_ref[b] - it.batch.logp[b])[: int(n[b])] for b in range(4)]
     k3 = [float((x - 1 - torch.log(x)).sum()) for x in r]
-    assert figures["kl_k1"] == pytest.approx(np.mean(k1), abs=1e-5) and figures["kl_k3"] == pytest.approx(np.mean(k3), abs=1e-5)
+    assert (figures["kl_k1"] == pytest.approx(np.mean(k1), abs=1e-5)
+            and figures["kl_k3"] == pytest.approx(np.mean(k3), abs=1e-5))
     assert figures["length"] == float(n.mean()) and figures["score"] == float(it.score.mean())
     assert figures["policy_loss"] == it.stats["policy_loss"]
 
@@ -405,7 +409,8 @@ def test_the_solution_loop_plugged_in_gives_the_librarys_numbers(reward):
 
     policy, tok = load_model()
     cfg = RLHFConfig(iterations=2, **SMALL)
-    theirs = train_rlhf(policy, tok, *reward, load_model()[0], cfg, progress=False, iteration_fn=solutions.ppo_iteration)
+    theirs = train_rlhf(policy, tok, *reward, load_model()[0], cfg, progress=False,
+                        iteration_fn=solutions.ppo_iteration)
     ours, policy_ours = run(reward, iterations=2)
     strip = lambda h: {k: v for k, v in h.items() if k != "seconds"}
     assert [strip(h) for h in theirs.history] == [strip(h) for h in ours.history]
@@ -421,8 +426,8 @@ def test_the_loop_checker_finds_a_plausible_mistake():
     def without_whitening(setup, prompts, beta):  # GAE, but the advantages left raw
         real = rlhf.advantages_and_returns
         try:
-            rlhf.advantages_and_returns = lambda r, v, m, g, l: (rlhf.gae(r, v, last_token_dones(m), g, l)[0] * m,
-                                                                 rlhf.gae(r, v, last_token_dones(m), g, l)[1])
+            rlhf.advantages_and_returns = lambda r, v, m, g, lam: (rlhf.gae(r, v, last_token_dones(m), g, lam)[0] * m,
+                                                                   rlhf.gae(r, v, last_token_dones(m), g, lam)[1])
             return solutions.ppo_iteration(setup, prompts, beta)
         finally:
             rlhf.advantages_and_returns = real
@@ -464,7 +469,7 @@ def test_learning_rate_each_iteration_follows_its_schedule(reward):
     for schedule, want in (("linear", [1e-4 * (1 - i / 4) for i in range(4)]), ("constant", [1e-4] * 4)):
         seen = []
 
-        def recording(setup, prompts, beta):
+        def recording(setup, prompts, beta, seen=seen):
             trunk, head = setup.opt.param_groups
             assert [id(p) for p in head["params"]] == [id(p) for p in setup.model.value_head.parameters()]
             assert [id(p) for p in trunk["params"]] == [id(p) for p in setup.model.lm.parameters()]

@@ -32,7 +32,8 @@ def test_demonstrations_start_with_a_prompt_and_are_positive():
 
 def test_labels_mask_the_prompt_and_the_padding(course):
     _, tokenizer = course
-    batch = [{"prompt": "The plot was", "completion": " good."}, {"prompt": "I expected", "completion": " more. The music was dull."}]
+    batch = [{"prompt": "The plot was", "completion": " good."},
+             {"prompt": "I expected", "completion": " more. The music was dull."}]
     ids, mask, labels = sft_batch(tokenizer, batch)
     for row in range(2):
         n_prompt = 1 + len(tokenizer(batch[row]["prompt"], add_special_tokens=False)["input_ids"])
@@ -50,7 +51,8 @@ def test_completion_loss_equals_mean_negative_logprob_of_the_completion(course):
     with torch.no_grad():
         loss = completion_loss(model, *sft_batch(tokenizer, batch))
         prompt_ids, prompt_mask = encode_prompts(tokenizer, [b["prompt"] for b in batch])
-        responses = [tokenizer(b["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for b in batch]
+        responses = [tokenizer(b["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+                     for b in batch]
         R = max(map(len, responses))
         response_ids = torch.full((3, R), tokenizer.pad_token_id)
         response_mask = torch.zeros(3, R, dtype=torch.long)

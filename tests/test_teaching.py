@@ -16,7 +16,8 @@ from rlhf_lib.feedback import cohens_kappa, order_from_ratings
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-PLAN = {"09": "optimizing a learned reward", "10": "DPO", "11": "AI feedback", "12": "looking inside", "13": "scaling up"}
+PLAN = {"09": "optimizing a learned reward", "10": "DPO", "11": "AI feedback", "12": "looking inside",
+        "13": "scaling up"}
 
 
 def cells(path):

@@ -87,7 +87,8 @@ def test_saved_model_gives_the_training_rewards(trained, tmp_path):
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     loaded, loaded_tok = load_reward_model(tmp_path)
-    texts = ["The plot was wonderful and the cast was great.", "", "What a dull, bad film. I hated it.", "I expected more"]
+    texts = ["The plot was wonderful and the cast was great.", "", "What a dull, bad film. I hated it.",
+             "I expected more"]
     # recomputing forward pass, one text at a time, no padding: sum of the head over every token of
     # <|endoftext|> text <|endoftext|>, then the stored normalisation
     by_hand = []

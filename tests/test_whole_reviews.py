@@ -221,4 +221,5 @@ def test_whole_review_labels_are_the_annotators_choices_pair_by_pair():
             want.append(dict(prompt=prompt, chosen=a if choice == "a" else b, rejected=b if choice == "a" else a))
     assert labels == want and len(labels) >= 10
     sharp = whole_review_labels(model, tok, 12, seed=3, temperature=1e-6)
-    assert all(s > r for s, r in zip(*(gold_sentiment([p["prompt"] + p[k] for p in sharp]) for k in ("chosen", "rejected"))))
+    assert all(s > r for s, r in zip(*(gold_sentiment([p["prompt"] + p[k] for p in sharp])
+                                       for k in ("chosen", "rejected"))))

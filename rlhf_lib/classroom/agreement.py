@@ -5,7 +5,8 @@ Two students who both say "a" on 70% of pairs agree on 58% of pairs by luck alon
 
     kappa = (p_o - p_e) / (1 - p_e)
 
-- `cohens_kappa(x, y)` (from `rlhf_lib/feedback.py`, where notebook 06 uses it): two raters on the same items. p_o is the share of items they label alike,
+- `cohens_kappa(x, y)` (from `rlhf_lib/feedback.py`, where notebook 06 uses it): two raters on the same items.
+  p_o is the share of items they label alike,
   p_e = sum_c P_x(c) P_y(c) uses each rater's own share of each category c (Cohen 1960).
 - `krippendorff_alpha(units)`: any number of raters, any number of labels a unit, missing ones
   allowed (nominal categories). alpha = 1 - D_o / D_e, where D_o is the share of disagreeing

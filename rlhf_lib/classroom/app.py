@@ -34,7 +34,7 @@ from rlhf_lib.classroom.report import class_report
 from rlhf_lib.classroom.store import MAX_LABEL_ID, Store, StoreError
 
 MAX_BODY = 4096  # bytes; a label is about 100
-LABEL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,%d}" % MAX_LABEL_ID)
+LABEL_ID = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_LABEL_ID}}}")
 
 
 def make_app(store: Store, token: str, trainer=None) -> Starlette:

@@ -70,7 +70,8 @@ let name = localStorage.getItem("rlhf-classroom-name") || "";
 let pair = null, busy = false;
 
 function newId() {
-  return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12) + Math.random().toString(36).slice(2, 8);
+  return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12) +
+    Math.random().toString(36).slice(2, 8);
 }
 async function call(method, url, body) {
   // retries on a lost connection; a label carries its label_id, so a retry is stored once
@@ -103,7 +104,9 @@ function show(data) {
 async function act(work) {
   if (busy) return;
   busy = true;
-  try { await work(); } catch (err) { $("status").textContent = err.message; $("status").className = "error"; busy = false; return; }
+  try { await work(); } catch (err) {
+    $("status").textContent = err.message; $("status").className = "error"; busy = false; return;
+  }
   $("status").className = "muted";
   busy = false;
 }
@@ -141,7 +144,8 @@ $("join").addEventListener("submit", (e) => {
 $("rename").addEventListener("click", (e) => {
   e.preventDefault(); localStorage.removeItem("rlhf-classroom-name"); location.reload();
 });
-document.querySelectorAll("button[data-choice]").forEach((b) => b.addEventListener("click", () => choose(b.dataset.choice)));
+document.querySelectorAll("button[data-choice]").forEach(
+  (b) => b.addEventListener("click", () => choose(b.dataset.choice)));
 $("undo").addEventListener("click", undo);
 document.addEventListener("keydown", (e) => {
   if (!name || ($("work").hidden && e.key !== "u")) return;
@@ -182,9 +186,11 @@ def teacher(report: dict, n_pairs: int, token: str, train_state: dict | None) ->
     q = quote(token)
     rows = "".join(
         f"<tr><td class='student'>{escape(s['name'])}</td><td class='num'>{s['labels']}</td>"
-        f"<td class='num'>{s['choices']['a']} / {s['choices']['b']} / {s['choices']['tie']} / {s['choices']['skip']}</td>"
+        f"<td class='num'>{s['choices']['a']} / {s['choices']['b']} / "
+        f"{s['choices']['tie']} / {s['choices']['skip']}</td>"
         f"<td class='num'>{_number(s['gold_agreement'])} ({s['gold_agree']}/{s['gold_compared']})</td>"
-        f"<td title='{escape(s['last'])}'>{escape(s['last'][11:19])}</td><td>{_bars(s['per_minute'])}</td></tr>" for s in report["students"])
+        f"<td title='{escape(s['last'])}'>{escape(s['last'][11:19])}</td><td>{_bars(s['per_minute'])}</td></tr>"
+        for s in report["students"])
     agreement = "".join(
         f"<tr><td>{escape(p['a'])}</td><td>{escape(p['b'])}</td><td class='num'>{p['shared']}</td>"
         f"<td class='num'>{_number(p['agreement'])}</td><td class='num kappa'>{_number(p['kappa'])}</td></tr>"

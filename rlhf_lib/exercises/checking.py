@@ -104,7 +104,8 @@ def _difference(want, got, atol: float, label: str = "") -> str | None:
     try:
         w, g = np.asarray(want, dtype=float), np.asarray(got, dtype=float)
     except (TypeError, ValueError):
-        return f"{label + ': ' if label else ''}expected {_fmt(want)}\n  got      {_fmt(got)} (not numbers of that shape)"
+        return (f"{label + ': ' if label else ''}expected {_fmt(want)}\n"
+                f"  got      {_fmt(got)} (not numbers of that shape)")
     if w.shape != g.shape:
         return (f"{label + ': ' if label else ''}expected shape {w.shape}, got shape {g.shape}\n"
                 f"  expected {_fmt(want)}\n  got      {_fmt(got)}")

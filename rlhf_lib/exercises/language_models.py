@@ -127,5 +127,6 @@ def compare_sft_step(fn) -> str | None:
     with torch.no_grad():
         gap = max(float((p - q).abs().max()) for p, q in zip(model_want.parameters(), model_got.parameters()))
     if gap > 1e-5:
-        return f"after {len(batches)} steps the weights differ by up to {gap:.2e}: clip the gradient norm to 1 before the step"
+        return (f"after {len(batches)} steps the weights differ by up to {gap:.2e}: "
+                "clip the gradient norm to 1 before the step")
     return None

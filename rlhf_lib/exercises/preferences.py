@@ -57,7 +57,8 @@ def compare_label_into(fn) -> str | None:
         for i, (w, g) in enumerate(zip(want, got)):
             if w != g:
                 field_name = next(k for k, x, y in zip(keys, w, g) if x != y)
-                return f"with {case}: record {i + 1}'s {field_name} is {g[keys.index(field_name)]!r}, expected {w[keys.index(field_name)]!r}"
+                return (f"with {case}: record {i + 1}'s {field_name} is {g[keys.index(field_name)]!r}, "
+                        f"expected {w[keys.index(field_name)]!r}")
         if added_got != added_want:
             return f"with {case}: return how many records you added ({added_want}), got {added_got!r}"
     return None

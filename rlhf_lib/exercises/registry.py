@@ -48,7 +48,8 @@ EXERCISES = {
         "Sum over ALL outcomes of an action, each weighted by its probability, then take the max over actions.\n"
         "A step that ends the episode (terminated) adds no gamma * V[s_next]: nothing follows it."),
     "epsilon_greedy_probs": Exercise("01", rl.ref_epsilon_greedy_probs,
-        lambda rng: [(list(rng.integers(0, 3, size=4).astype(float)), e) for e in (0.0, 0.1, 0.5, 1.0) for _ in range(3)],
+        lambda rng: [(list(rng.integers(0, 3, size=4).astype(float)), e)
+                     for e in (0.0, 0.1, 0.5, 1.0) for _ in range(3)],
         "Every action, the best ones included, gets epsilon / n from the random branch.\n"
         "The greedy share 1 - epsilon is split equally between ALL tied best actions, not given to argmax's one."),
     "q_learning_episode": Exercise("01", q_learning_episode, rl.td_control_cases,
@@ -80,8 +81,8 @@ EXERCISES = {
         "order; return the two losses as floats.",
         run=rl.run_reinforce_update, atol=1e-5),
     "gae_one_episode": Exercise("03", rl.ref_gae_one_episode,
-        lambda rng: [(list(rng.normal(size=n)), list(rng.normal(size=n)), g, l)
-                     for n in (1, 4, 12) for g, l in ((0.99, 0.95), (1.0, 1.0), (0.9, 0.0))],
+        lambda rng: [(list(rng.normal(size=n)), list(rng.normal(size=n)), g, lam)
+                     for n in (1, 4, 12) for g, lam in ((0.99, 0.95), (1.0, 1.0), (0.9, 0.0))],
         "delta_t = r_t + gamma * V(s_{t+1}) - V(s_t), with V = 0 after the last step (the episode ended).\n"
         "The weight of delta_{t+k} is (gamma * lam)**k: lambda and gamma both, not gamma alone."),
     "clipped_objective": Exercise("03", rl.ref_clipped_objective,
@@ -96,11 +97,13 @@ EXERCISES = {
         "zero_grad, backward, clip the gradient norm of actor AND critic parameters, then step.",
         run=rl.run_ppo_update, atol=1e-5),
     "sequence_logprob": Exercise("04", lm.ref_sequence_logprob,
-        lambda rng: [(rng.uniform(-6, 0, size=n).round(3).tolist(), [1] * k + [0] * (n - k)) for n, k in ((5, 5), (8, 3), (6, 1))],
+        lambda rng: [(rng.uniform(-6, 0, size=n).round(3).tolist(), [1] * k + [0] * (n - k))
+                     for n, k in ((5, 5), (8, 3), (6, 1))],
         "Log-probs add up (probabilities multiply); sum, do not average.\n"
         "Only tokens with mask 1 count: dropping the mask adds the padding's log-probs."),
     "k3_estimate": Exercise("04", lm.ref_k3_estimate,
-        lambda rng: [(rng.uniform(-5, 0, size=6).round(3).tolist(), rng.uniform(-5, 0, size=6).round(3).tolist()) for _ in range(3)],
+        lambda rng: [(rng.uniform(-5, 0, size=6).round(3).tolist(), rng.uniform(-5, 0, size=6).round(3).tolist())
+                     for _ in range(3)],
         "The ratio is rho = pi_ref / pi = exp(logp_ref - logp) (the samples come from pi), not its inverse.\n"
         "k3 is never negative for any token: a quick test of your sign."),
     "hindsight_rewards": Exercise("04", lm.ref_hindsight_rewards,
@@ -108,7 +111,8 @@ EXERCISES = {
         "The score is paid once, at the LAST token; every other token's reward is 0.\n"
         "With gamma = 1 the return of every token is the sum of the rewards from it onward: the score itself."),
     "completion_labels": Exercise("05", lm.ref_completion_labels,
-        lambda rng: [(rng.integers(2, 50, size=n).tolist() + [1] * pad, p, 1) for n, p, pad in ((6, 2, 0), (9, 4, 3), (3, 1, 1))],
+        lambda rng: [(rng.integers(2, 50, size=n).tolist() + [1] * pad, p, 1)
+                     for n, p, pad in ((6, 2, 0), (9, 4, 3), (3, 1, 1))],
         "Positions before prompt_length are context: label -100, so the loss ignores them.\n"
         "Padding is not a target either: a pad_id token gets -100 too."),
     "sft_loss": Exercise("05", lm.ref_sft_loss, lm.sft_loss_cases,

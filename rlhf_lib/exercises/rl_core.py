@@ -57,7 +57,8 @@ def ref_clipped_objective(ratio, advantage, eps):
     from rlhf_lib.ppo import clipped_surrogate
 
     r, a = torch.tensor(ratio), torch.tensor(advantage)
-    return np.array([-float(clipped_surrogate(torch.log(r[i : i + 1]), torch.zeros(1), a[i : i + 1], eps)) for i in range(len(r))])
+    return np.array([-float(clipped_surrogate(torch.log(r[i : i + 1]), torch.zeros(1), a[i : i + 1], eps))
+                     for i in range(len(r))])
 
 
 def gridworld_cases(rng):
@@ -109,7 +110,8 @@ def _make_optimizer(kind: str, params):
 
 
 def _weights(**nets) -> dict:
-    return {f"{name}.{key}": p.detach().numpy().copy() for name, net in nets.items() for key, p in net.named_parameters()}
+    return {f"{name}.{key}": p.detach().numpy().copy()
+            for name, net in nets.items() for key, p in net.named_parameters()}
 
 
 def run_reinforce_update(update_fn, seed, batch, use_baseline, normalize, optimizer):

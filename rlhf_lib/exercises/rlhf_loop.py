@@ -79,7 +79,8 @@ def compare_ppo_iteration(fn, cfg: RLHFConfig | None = None, beta: float = 0.2) 
         a, b = (attrgetter(name)(it) for it in (want, got))  # e.g. it.batch.logp
         b = torch.as_tensor(b).float()
         if b.shape != a.shape or not torch.allclose(a.float(), b, atol=1e-5, rtol=0):
-            gap = "shape " + str(tuple(b.shape)) if b.shape != a.shape else f"largest gap {float((a - b).abs().max()):.3g}"
+            gap = ("shape " + str(tuple(b.shape)) if b.shape != a.shape
+                   else f"largest gap {float((a - b).abs().max()):.3g}")
             return f"{name} differs from the library's ({gap}); everything before it agrees: look at `{piece}`"
     for key, value in want.stats.items():
         if key not in got.stats or not np.isclose(got.stats[key], value, rtol=1e-4, atol=1e-7):
