@@ -100,6 +100,7 @@ def test_best_of_n_distribution_equals_enumeration_with_repeats_and_ties():
         assert empirical_kl(texts, proxy, n) == pytest.approx(kl, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_empirical_kl_without_repeats_approaches_the_bound_and_with_repeats_is_below():
     rng = np.random.default_rng(0)
     N = 20_000

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from test_classroom_server import TOKEN, Server
 
+pytestmark = pytest.mark.slow  # a real browser: the quick lane leaves it out
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
     reason = "no chromium on this machine (Debian: apt-get install -y chromium)"

@@ -99,6 +99,7 @@ def pair_key(prompt, a, b, annotator):
     return (prompt, a, b, annotator)
 
 
+@pytest.mark.slow
 def test_thirty_labelers_at_once_every_acknowledged_label_exported_once(server):
     server.start()
     n_labelers, n_labels = 30, 50
@@ -154,6 +155,7 @@ def test_thirty_labelers_at_once_every_acknowledged_label_exported_once(server):
           f"{statistics.median(latencies) * 1000:.1f} ms, 99th percentile {q[98] * 1000:.1f} ms")
 
 
+@pytest.mark.slow
 def test_server_killed_mid_session_loses_and_duplicates_nothing(server):
     server.start()
     n_labelers, n_labels = 8, 25

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,6 +15,7 @@ def run(*args):
     return subprocess.run([sys.executable, "-m", "rlhf_lib", *args], capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_pretrain_then_sft(tmp_path):
     base, tuned = tmp_path / "base", tmp_path / "sft"
     p = run("pretrain", "--out", str(base), "--n-reviews", "400", "--n-heldout", "50", "--steps", "5",
@@ -40,6 +42,7 @@ def test_bad_model_path_is_a_clear_error(tmp_path):
     assert "not a saved causal language model" in s.stderr and "Traceback" not in s.stderr
 
 
+@pytest.mark.slow
 def test_label_reward_ppo_commands(tmp_path):
     from rlhf_lib.feedback import read_records
     from rlhf_lib.reward_model import load_reward_model
@@ -77,6 +80,7 @@ def test_label_reward_ppo_commands(tmp_path):
     assert missing.returncode == 2 and "no reward model at" in missing.stderr
 
 
+@pytest.mark.slow
 def test_ppo_under_accelerate_with_two_processes(tmp_path):
     """`accelerate launch` with 2 processes (on a machine without a GPU they run on the CPU): each samples half
     the batch, gradients are averaged, so both processes end with the same weights; the main process writes
@@ -98,6 +102,7 @@ def test_ppo_under_accelerate_with_two_processes(tmp_path):
     assert manifest["processes"] == 2 and {"sampler-0.pt", "sampler-1.pt"} <= set(manifest["files"])
 
 
+@pytest.mark.slow
 def test_pipeline_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     """The default task, whole reviews: the reward model's recipe on 16 groups, 2 PPO iterations, evaluated from
     the course prompts and from the start of text."""
@@ -150,9 +155,6 @@ def main_in_process(capsys, *args):
     except SystemExit as stop:  # argparse refuses an option this way
         code = stop.code
     return code, capsys.readouterr().err
-
-
-import pytest  # noqa: E402
 
 
 @pytest.mark.parametrize("args,message", [
@@ -258,6 +260,7 @@ def test_last_epoch_mean_by_hand():
 
 
 @pytest.mark.usefixtures("pinned_threads")
+@pytest.mark.slow
 def test_reward_same_seed_same_weights_from_the_command_line(tmp_path, capsys):
     """The head must not depend on whatever ran before in the process: two runs, identical weights."""
     import torch
@@ -287,6 +290,7 @@ def test_reward_same_seed_same_weights_from_the_command_line(tmp_path, capsys):
 
 
 @pytest.mark.usefixtures("pinned_threads")
+@pytest.mark.slow
 def test_ppo_killed_then_resumed_matches_an_uninterrupted_run(tmp_path, capsys):
     import signal
     import time

@@ -102,6 +102,7 @@ def kill_after(proc, lines_wanted, rng) -> list[str]:
     return lines
 
 
+@pytest.mark.slow
 def test_labels_survive_sigkill_in_the_middle_of_writing(tmp_path):
     rng = random.Random(0)
     path = tmp_path / "labels.jsonl"
@@ -201,6 +202,7 @@ def check_loaded(folder, at_least):
     return i
 
 
+@pytest.mark.slow
 def test_checkpoints_survive_sigkill_in_the_middle_of_a_save(tmp_path):
     rng = random.Random(1)
     folder = tmp_path / "checkpoint"

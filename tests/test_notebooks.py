@@ -75,6 +75,7 @@ def test_fast_setting_reaches_the_kernel():
     assert "".join(seen).strip() == "True 10"
 
 
+@pytest.mark.slow
 def test_progress_bars_of_a_long_cell_do_not_drown_its_last_message(tmp_path):
     """nbval reads a cell's messages only after the cell has finished, and the kernel's message queue holds
     about two thousand: a cell whose progress bars refresh thousands of times loses its final "idle" and fails

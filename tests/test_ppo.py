@@ -190,6 +190,7 @@ def test_explained_variance():
     assert explained_variance(torch.full((4,), 2.5), g) == pytest.approx(0.0)
 
 
+@pytest.mark.slow
 def test_ppo_learns_cartpole_on_a_small_budget():
     log = train_ppo_cartpole(PPOConfig(total_steps=30_000, seed=0), progress=False)
     first, last = np.mean(log.episode_returns[:20]), log.mean_recent_return(20)

@@ -103,6 +103,7 @@ def run_with(ptx_coef):
     return figures
 
 
+@pytest.mark.slow
 def test_ptx_keeps_the_language_of_review_text():
     """PPO-ptx against a reward that pulls away from the corpus: without ptx the held-out LM loss rises and
     whole reviews sampled from the start of text lose grammar; with ptx both drops are at least halved."""

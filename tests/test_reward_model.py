@@ -99,6 +99,7 @@ def test_sum_head_adds_the_scores_of_every_real_token_under_any_padding():
         make_reward_model(pooling="max")
 
 
+@pytest.mark.slow
 def test_training_learns_the_annotators_taste_and_saves(tmp_path):
     from rlhf_lib.feedback import sample_pairs
     from rlhf_lib.lm import load_model

@@ -62,6 +62,7 @@ def test_completion_loss_equals_mean_negative_logprob_of_the_completion(course):
     torch.testing.assert_close(loss, -logp.sum() / response_mask.sum(), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_sft_on_positive_demonstrations_raises_the_positive_rate():
     from rlhf_lib.evaluate import model_report
 

@@ -68,6 +68,7 @@ def test_your_labels_come_from_your_file_once_there_are_enough(tmp_path):
         tastes.label_curve(to_pairs(records), [], counts=(10,))
 
 
+@pytest.mark.slow
 def test_labels_of_a_taste_turn_the_policy_toward_it():
     """200 labels of the "short" taste, a reward model on them, a short PPO run: the reward model ranks
     held-out pairs like the taste, and fresh samples get clearly shorter (the taste's own score)."""

@@ -123,6 +123,7 @@ def run(*args):
                           timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("pinned_threads")
 def test_reward_command_defaults_to_whole_reviews_same_seed_same_numbers(tmp_path):
     from safetensors.torch import load_file
@@ -176,6 +177,7 @@ def test_reward_command_will_not_put_a_whole_review_model_in_the_sentence_asset(
     assert code == 2 and "--task sentence" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_label_command_writes_whole_review_pairs(tmp_path):
     from rlhf_lib.feedback import read_records
 

@@ -22,6 +22,8 @@ import pytest
 
 from rlhf_lib.widgets import Labeler
 
+pytestmark = pytest.mark.slow  # a real browser: the quick lane leaves it out
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PAIRS = [("The plot was", " superb.", " awful."), ("The music was", " dull.", " lovely."),
