@@ -2,7 +2,7 @@
 
 torch starts one thread per core and, between two operations, lets each thread spin for a while waiting for
 the next one. Alone that is fast. Two torch processes on the same cores are another matter: each one's threads
-spin on cores the other needs, and on 2 cores two copies of notebook 04 ran 7.6 times slower than one alone.
+spin on cores the other needs, and on 2 cores two copies of notebook 04 ran 7.8 times slower than one alone.
 
 So the library's long loops (sampling, PPO, DPO, the reward model, SFT, pretraining) call `share_cores()` at
 every iteration. At most once a second it looks at the other processes that have torch loaded and are busy

@@ -2,7 +2,7 @@
 
 The policy is in rlhf_lib/threads.py. Run with RLHF_THREADS=2 exported for both workers, the overlap
 assertions below fail (each keeps two threads while the other trains): that is the behaviour the policy
-replaces, under which two copies of notebook 04 ran 7.6 times slower than one."""
+replaces, under which two copies of notebook 04 ran 7.8 times slower than one."""
 
 import json
 import os
