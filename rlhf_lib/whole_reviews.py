@@ -218,11 +218,6 @@ class WholeRewardConfig:
                              f"({self.groups_per_batch}): a step needs a whole batch of groups")
 
 
-ScoredAnnotator = SimulatedAnnotator
-"""the name this module used for the simulated annotator while only it kept each text's score (every annotator
-does now: `prime`)"""
-
-
 def sample_groups(model, tokenizer, n: int, group_size: int, seed: int, max_new_tokens: int = 64,
                   progress: bool = False) -> list[tuple[str, list[str]]]:
     """n (start, whole reviews) groups: `group_size` samples from each of `review_starts(n, seed)`;

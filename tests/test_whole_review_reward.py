@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from rlhf_lib.whole_reviews import (
-    ScoredAnnotator,
     WholeRewardConfig,
     batch_groups,
     review_starts,
@@ -43,12 +42,12 @@ def test_batch_groups_merges_consecutive_groups_into_whole_texts():
     assert batch_groups(groups, 2) == [("", ["A x", "A y", "B z"]), ("", ["w", "C v"])]  # "D" alone is dropped
 
 
-def test_scored_annotator_judges_like_the_simulated_annotator():
+def test_primed_scores_leave_the_annotators_choices_as_they_are():
     from rlhf_lib.feedback import SimulatedAnnotator
 
     texts = ["A great film.", "A dull, bad film.", "It was fine.", "Terrible and boring.", "I loved it!"]
     pairs = list(combinations(texts, 2)) * 3
-    cached, plain = ScoredAnnotator(0.3, seed=5), SimulatedAnnotator(0.3, seed=5)
+    cached, plain = SimulatedAnnotator(0.3, seed=5), SimulatedAnnotator(0.3, seed=5)
     cached.prime(texts)  # every score looked up, none computed, while judging
     assert [cached.compare("", a, b) for a, b in pairs] == [plain.compare("", a, b) for a, b in pairs]
 
