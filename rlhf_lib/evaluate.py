@@ -1,8 +1,11 @@
 """Measuring text: gold sentiment (VADER), fluency (the grammar), and summaries of both.
 
-VADER's compound score in [-1, 1] is the course's *gold* taste: the simulated
-annotators are built on it, and RLHF is judged by it. A review counts as positive
-when its compound score is above 0.05 (VADER's own convention).
+Gold has two forms. A *policy* is judged by two figures: the share of its reviews that VADER calls
+positive (compound score above 0.05, VADER's own convention) and the share that are grammatical
+(`rlhf_lib.reviews.is_grammatical`). A *preference* between two texts is judged by the reading person's
+taste (`gold_taste`): VADER's compound score in [-1, 1] plus 3 for a grammatical text, so a fluent review
+beats a broken one whatever their words, and between two of a kind the more positive wins. The simulated
+person who labels (`rlhf_lib.feedback.SimulatedAnnotator`) has this taste, with noise.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import torch
 from rlhf_lib.reviews import is_grammatical
 
 POSITIVE_THRESHOLD = 0.05
+GRAMMAR_WEIGHT = 3.0
+"""what being grammatical adds to the reading taste: more than VADER's whole range (2), so it decides first"""
 
 
 @lru_cache(maxsize=1)
@@ -29,6 +34,13 @@ def gold_sentiment(texts) -> np.ndarray:
     if isinstance(texts, str):
         texts = [texts]
     return np.array([_vader().polarity_scores(t)["compound"] for t in texts])
+
+
+def gold_taste(texts) -> np.ndarray:
+    """The reading person's taste of each text, shape (N,): VADER compound + 3 * is_grammatical, in [-1, 4]."""
+    if isinstance(texts, str):
+        texts = [texts]
+    return gold_sentiment(texts) + GRAMMAR_WEIGHT * np.array([is_grammatical(t) for t in texts], dtype=float)
 
 
 def positive_rate(texts) -> float:

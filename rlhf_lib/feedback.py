@@ -6,8 +6,11 @@ An annotator sees a prompt and two completions, A and B, and says which is bette
 - `TasteAnnotator`: a simulated person with a taste, any function s(text) -> float, who prefers A
   with the Bradley-Terry probability  P(A > B) = sigmoid((s_A - s_B) / temperature).
   A higher temperature means noisier labels and more disagreement between annotators.
-  `SimulatedAnnotator` is the course's: its taste is VADER's sentiment score (`vader`).
-- `gold_preference`: the course's taste with no noise, for evaluation only.
+  `SimulatedAnnotator` is the course's, a person who reads: its taste (`reading`) is VADER's sentiment
+  score plus 3 for a grammatical review, so any fluent review beats any broken one, and between two of a
+  kind the more positive wins. `VaderAnnotator` judges by VADER alone (`vader`): the blind labeller who
+  prefers "great great wonderful" to a fluent review.
+- `gold_preference`: the reading taste with no noise, for evaluation only.
 - `ScoreJudge`: any scoring function (a reward model, a classifier) used as an "AI judge".
 
 Each judgement is one JSON line, appended and fsynced to disk the moment it is made
@@ -42,6 +45,7 @@ decided ones into the {"prompt", "chosen", "rejected"} pairs the trainers take.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import json
 import math
@@ -55,7 +59,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rlhf_lib.evaluate import gold_sentiment
+from rlhf_lib.evaluate import gold_sentiment, gold_taste
 from rlhf_lib.files import fsync_folder, write_atomic
 from rlhf_lib.runtime import check_positive
 
@@ -160,14 +164,28 @@ def sigmoid(x: float) -> float:
 
 
 def gold_preference(prompt: str, a: str, b: str) -> str:
-    """The noise-free taste: the completion with the higher VADER score ("tie" when equal)."""
-    s_a, s_b = gold_sentiment([prompt + a, prompt + b])
+    """The noise-free reading taste (`reading`): the completion whose prompt + completion scores higher, so a
+    grammatical review beats a broken one, then the higher VADER score wins ("tie" when equal)."""
+    s_a, s_b = gold_taste([prompt + a, prompt + b])
     return "a" if s_a > s_b else "b" if s_b > s_a else "tie"
 
 
 def vader(text: str) -> float:
-    """The course's taste: VADER's compound score of the text, -1 (negative) to 1 (positive)."""
+    """A taste that does not read: VADER's compound score of the text, -1 (negative) to 1 (positive)."""
     return float(gold_sentiment(text)[0])
+
+
+def reading(text: str) -> float:
+    """The course's taste, a person who reads: VADER's compound score plus 3 when the text is a grammatical
+    review (`rlhf_lib.evaluate.gold_taste`), from -1 to 4."""
+    return float(gold_taste(text)[0])
+
+
+VADER_BANDS = (-0.6, -0.2, 0.2, 0.6)
+"""where the ratings 2, 3, 4 and 5 start on VADER's scale: five equal bands of [-1, 1]"""
+READING_BANDS = (0.0, 1.5, 2.0 + 2 / 3, 2.0 + 4 / 3)
+"""ratings on the reading scale: a broken review gets 1 (negative) or 2, a grammatical one 3, 4 or 5 by thirds of
+VADER's range"""
 
 
 class TasteAnnotator:
@@ -176,14 +194,18 @@ class TasteAnnotator:
     Asked which of two completions is better, it prefers A with P(A > B) = sigmoid((s_A - s_B) / temperature),
     s = taste(prompt + completion), and says "tie" when the two scores are equal (no random draw is made then).
     Asked for a rating, it adds Gaussian noise of standard deviation `temperature` to the score and reads off
-    one of five bands. Every judgement draws from one `random.Random(seed)`, so the same seed gives the same
-    choices, call for call. Each text is scored once (`prime`, `scores`): a batch of 64 whole reviews is
-    compared 2,016 times."""
+    one of five bands: rating 1 below `bands[0]`, 2 from there to `bands[1]`, ..., 5 from `bands[3]` up (the
+    default, `VADER_BANDS`, cuts VADER's [-1, 1] into five equal bands). Every judgement draws from one
+    `random.Random(seed)`, so the same seed gives the same choices, call for call. Each text is scored once
+    (`prime`, `scores`): a batch of 64 whole reviews is compared 2,016 times."""
 
     def __init__(self, taste: Callable[[str], float], temperature: float = 0.1, seed: int = 0,
-                 name: str | None = None):
+                 name: str | None = None, bands: tuple[float, float, float, float] = VADER_BANDS):
         if not callable(taste):
             raise TypeError(f"taste must be a function text -> float, got {type(taste).__name__}")
+        if len(bands) != 4 or list(bands) != sorted(bands):
+            raise ValueError(f"bands must be four increasing scores where ratings 2-5 start, got {bands!r}")
+        self.bands = tuple(float(b) for b in bands)
         self.taste, self.temperature = taste, check_positive("temperature", temperature)
         self.rng = random.Random(seed)
         self.name = name or f"{getattr(taste, '__name__', 'taste')}-{seed}"
@@ -214,16 +236,25 @@ class TasteAnnotator:
         return "a" if self.rng.random() < self.prob_a(prompt, a, b) else "b"
 
     def rate(self, prompt: str, completion: str) -> int:
-        """A 1-5 rating: the score (read on VADER's scale, -1 to 1) blurred by the noise, mapped onto five bands."""
+        """A 1-5 rating: the score blurred by the noise, then 1 + the number of `bands` at or below it."""
         s = self.score(prompt + completion) + self.rng.gauss(0.0, self.temperature)
-        return int(min(5, max(1, math.floor((s + 1.0) / 0.4) + 1)))
+        return 1 + bisect.bisect_right(self.bands, s)
 
 
 class SimulatedAnnotator(TasteAnnotator):
-    """The course's simulated person: a `TasteAnnotator` who likes positive reviews (the `vader` taste)."""
+    """The course's simulated person, who reads: a `TasteAnnotator` with the `reading` taste (a grammatical
+    review first, then the more positive one) and ratings on `READING_BANDS`."""
 
     def __init__(self, temperature: float = 0.1, seed: int = 0, name: str | None = None):
-        super().__init__(vader, temperature, seed, name or f"sim-{seed}")
+        super().__init__(reading, temperature, seed, name or f"sim-{seed}", bands=READING_BANDS)
+
+
+class VaderAnnotator(TasteAnnotator):
+    """A simulated person who does not read: a `TasteAnnotator` with VADER's score alone (`vader`), who prefers
+    "great great wonderful" to a fluent review. The course's simulated person before it learned to read."""
+
+    def __init__(self, temperature: float = 0.1, seed: int = 0, name: str | None = None):
+        super().__init__(vader, temperature, seed, name or f"vader-{seed}")
 
 
 class ScoreJudge:

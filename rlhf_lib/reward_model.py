@@ -308,12 +308,13 @@ def normalize_on(model, tokenizer, texts: list[str]) -> tuple[float, float]:
 
 
 def pair_accuracy(model, tokenizer, pairs: list[dict], batch_size: int = 64) -> dict:
-    """How often the reward model ranks a pair like the noise-free gold preference (VADER), and like the
-    recorded labels (chosen over rejected). Pairs the gold calls a tie are left out of the gold accuracy.
-    Also returns, per pair, the reward margin r_chosen - r_rejected, the model's P(chosen > rejected) and the
-    gold score gap s_chosen - s_rejected. The texts are scored `batch_size` at a time (`score_texts`).
-    Preference records are taken too (`to_pairs`: the decided ones)."""
-    from rlhf_lib.evaluate import gold_sentiment
+    """How often the reward model ranks a pair like the noise-free gold preference (the reading taste,
+    `rlhf_lib.evaluate.gold_taste`: grammatical first, then VADER), and like the recorded labels (chosen over
+    rejected). Pairs the gold calls a tie are left out of the gold accuracy. Also returns, per pair, the reward
+    margin r_chosen - r_rejected, the model's P(chosen > rejected) and the gold score gap t_chosen - t_rejected
+    (1 or more where one is grammatical and the other is not). The texts are scored `batch_size` at a time
+    (`score_texts`). Preference records are taken too (`to_pairs`: the decided ones)."""
+    from rlhf_lib.evaluate import gold_taste
 
     pairs = to_pairs(pairs)
     if not pairs:
@@ -322,7 +323,7 @@ def pair_accuracy(model, tokenizer, pairs: list[dict], batch_size: int = 64) -> 
     rejected = [p["prompt"] + p["rejected"] for p in pairs]
     r = score_texts(model, tokenizer, chosen + rejected, batch_size, normalize=False)  # Bradley-Terry's own scale
     margin = r[: len(pairs)] - r[len(pairs) :]  # (N,)
-    gap = gold_sentiment(chosen) - gold_sentiment(rejected)  # (N,)
+    gap = gold_taste(chosen) - gold_taste(rejected)  # (N,)
     decided = gap != 0
     right = (margin > 0) == (gap > 0)
     return dict(gold_accuracy=float(right[decided].mean()) if decided.any() else float("nan"),
@@ -330,8 +331,9 @@ def pair_accuracy(model, tokenizer, pairs: list[dict], batch_size: int = 64) -> 
                 margin=margin.tolist(), p_chosen=(1 / (1 + np.exp(-margin))).tolist(), gold_gap=gap.tolist())
 
 
-def accuracy_by_gap(report: dict, edges=(0.0, 0.1, 0.2, 0.5, 2.0)) -> dict:
-    """Gold accuracy of a `pair_accuracy` report within bands of |gold score gap|: close calls are hard."""
+def accuracy_by_gap(report: dict, edges=(0.0, 0.1, 0.2, 0.5, 2.0, math.inf)) -> dict:
+    """Gold accuracy of a `pair_accuracy` report within bands of |gold score gap|: close calls are hard. Gaps over
+    2 (the last band) are always a grammatical review against a broken one (such pairs are 1 to 5 apart)."""
     margin, gap = np.asarray(report["margin"]), np.asarray(report["gold_gap"])
     right, size = (margin > 0) == (gap > 0), np.abs(gap)
     bands = [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]

@@ -151,10 +151,10 @@ def zero_head(model):
 
 
 def gold_agreement(model, tokenizer, pairs: list[tuple[str, str, str]], batch_size: int = 128) -> dict:
-    """Share of (prompt, a, b) pairs the reward model orders like the noise-free gold (VADER compound of
-    prompt + completion); pairs gold calls a tie are left out. Also the number of pairs gold decides, and by
-    |gold gap| band [pairs, share] (share None where a band is empty): `pair_accuracy` with a in the chosen
-    place, and its `accuracy_by_gap`, in the form the whole-review summaries record."""
+    """Share of (prompt, a, b) pairs the reward model orders like the noise-free gold (the reading taste of
+    prompt + completion, `gold_preference`); pairs gold calls a tie are left out. Also the number of pairs gold
+    decides, and by |gold gap| band [pairs, share] (share None where a band is empty): `pair_accuracy` with a in
+    the chosen place, and its `accuracy_by_gap`, in the form the whole-review summaries record."""
     report = pair_accuracy(model, tokenizer, [dict(prompt=p, chosen=a, rejected=b) for p, a, b in pairs], batch_size)
     bands = accuracy_by_gap(report)
     return dict(gold_accuracy=report["gold_accuracy"], n_decided=report["n_gold_decided"],

@@ -24,6 +24,7 @@ from rlhf_lib.feedback import (
     repair_torn_tail,
     to_pairs,
 )
+from rlhf_lib.reviews import is_grammatical
 from rlhf_lib.widgets import DEFAULT_LABELS, Labeler
 
 PAIRS = [("The plot was", " superb.", " awful."), ("I expected", " more.", " a lovely drama, and it was great."),
@@ -32,7 +33,8 @@ PAIRS = [("The plot was", " superb.", " awful."), ("I expected", " more.", " a l
 
 def test_simulated_annotator_follows_bradley_terry():
     prompt, a, b = "The plot was", " good.", " not good."
-    s_a, s_b = gold_sentiment([prompt + a, prompt + b])
+    s_a, s_b = gold_sentiment([prompt + a, prompt + b]) + 3.0 * np.array([is_grammatical(prompt + a),
+                                                                          is_grammatical(prompt + b)])
     for temperature in (0.1, 0.5, 2.0):
         ann = SimulatedAnnotator(temperature, seed=0)
         expected = 1 / (1 + math.exp(-(s_a - s_b) / temperature))
@@ -52,10 +54,13 @@ def test_noise_makes_annotators_disagree():
 def test_gold_preference_and_ratings():
     assert gold_preference("The plot was", " superb.", " awful.") == "a"
     assert gold_preference("The plot was", " awful.", " superb.") == "b"
-    assert gold_preference("Seven", " out of ten.", " out of ten!") == "tie"
+    assert gold_preference("The plot was", " a film.", " the film.") == "tie"  # both broken, both neutral
+    assert gold_preference("The plot was", " awful.", " superb superb superb") == "a"  # the fluent one, though negative
     ann = SimulatedAnnotator(0.01, seed=0)
     assert ann.rate("The plot was", " superb. I loved the music.") >= 4
-    assert ann.rate("The plot was", " awful. I hated the music.") <= 2
+    assert ann.rate("The plot was", " awful. I hated the music.") == 3  # fluent but negative
+    assert ann.rate("The plot was", " superb superb superb") == 2  # positive but broken
+    assert ann.rate("The plot was", " awful awful awful") == 1
     assert {ann.rate(*p[:2]) for p in PAIRS} <= {1, 2, 3, 4, 5}
 
 

@@ -7,15 +7,21 @@ import numpy as np
 import pytest
 
 from rlhf_lib import tastes
-from rlhf_lib.feedback import PreferenceRecord, SimulatedAnnotator, append_record, sample_pairs, to_pairs
+from rlhf_lib.feedback import (
+    PreferenceRecord,
+    VaderAnnotator,
+    append_record,
+    sample_pairs,
+    to_pairs,
+)
 from rlhf_lib.lm import load_model
 
 PAIRS = [("The plot was", " wonderful.", " dull."), ("I expected", " more.", " a delightful film, but sad."),
          ("The music was", " fine.", " loud and awful."), ("Overall,", " a charming film.", " a film.")]
 
 
-def test_vader_taste_is_the_course_annotator():
-    ours, course = tastes.TasteAnnotator(tastes.vader, 0.1, seed=4), SimulatedAnnotator(0.1, seed=4)
+def test_vader_taste_is_the_vader_annotator():
+    ours, course = tastes.TasteAnnotator(tastes.vader, 0.1, seed=4), VaderAnnotator(0.1, seed=4)
     for p in PAIRS * 5:
         assert ours.prob_a(*p) == pytest.approx(course.prob_a(*p), abs=1e-12)
         assert ours.compare(*p) == course.compare(*p)
