@@ -278,6 +278,9 @@ def _pipeline_options(args):
     else:
         args.n_pairs = 2000 if args.n_pairs is None else args.n_pairs
     args.heldout = (1000 if whole else 500) if args.heldout is None else args.heldout
+    if args.min_round_labels is None:
+        args.min_round_labels = math.ceil(0.9 * args.round_pairs)
+    args.outside_labels = args.round_labels is not None
     if args.iterations is None:
         from rlhf_lib.rlhf import RLHFConfig
 
@@ -290,8 +293,10 @@ def cmd_pipeline(args):
     settings = PipelineSettings(**{k: getattr(args, k) for k in PIPELINE_SETTINGS})
     reward_cfg, ppo_cfg = pipeline_configs(settings)
     out = check_out(args.out, "pipeline", args.overwrite, args.resume)
+    if args.round_labels is not None and not args.round_labels.parent.is_dir():
+        raise FileNotFoundError(f"--round-labels {args.round_labels}: there is no folder {args.round_labels.parent}")
     return run_pipeline(out, settings, reward_cfg, ppo_cfg, args.eval_samples, resume=args.resume,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, round_labels=args.round_labels)
 
 
 def main(argv=None):
@@ -319,8 +324,13 @@ def main(argv=None):
     add_feedback_commands(sub)
     add_classroom_commands(sub)
     args = parser.parse_args(argv)
+    from rlhf_lib.loop import LabelsNeeded
+
     try:
         summary = args.run(args)
+    except LabelsNeeded as waiting:
+        print(f"waiting for labels: {waiting}", file=sys.stderr)
+        return 3
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -424,6 +434,18 @@ def add_feedback_commands(sub):
                    help="PPO iterations (default: the task's PPO config)")
     p.add_argument("--eval-samples", type=_count(), default=500, dest="eval_samples")
     p.add_argument("--seed", type=_count(0), default=0)
+    p.add_argument("--rounds", type=_count(), default=1,
+                   help="rounds of the loop: after each PPO, label pairs of the policy's own whole reviews, train the "
+                        "reward model on and run PPO again; each round in DIR/round-K (default: 1, one round, "
+                        "--task whole for more)")
+    p.add_argument("--round-pairs", type=_count(), default=2000, dest="round_pairs",
+                   help="pairs of the current policy's whole reviews labelled in each later round (default: 2000)")
+    p.add_argument("--min-round-labels", type=_count(0), default=None, dest="min_round_labels",
+                   help="the fewest decided (a/b) labels a later round trains on (default: 90%% of --round-pairs)")
+    p.add_argument("--round-labels", type=Path, default=None, dest="round_labels",
+                   help="later rounds' labels come from outside: the run writes DIR/round-K/pairs.jsonl and stops "
+                        "(exit code 3) until resumed with --round-labels FILE holding their labels (a labels "
+                        "file, or a class's export)")
     _resume(p)
     p.set_defaults(run=cmd_pipeline)
 

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from rlhf_lib.files import write_atomic
@@ -218,10 +218,11 @@ def whole_reward_and_save(out: Path, cfg, model_name=None, base=None, overwrite:
 
 
 def run_ppo(out: Path, model_name, reward_path, cfg, eval_samples: int, accelerator=None, resume: bool = False,
-            task: str = "whole") -> dict:
+            task: str = "whole", reference_name=None) -> dict:
     """PPO of the policy against the reward model, evaluated before and after. task="whole": whole reviews from
     `whole_review_prompts`, evaluated from the course prompts and from the start of text (`evaluate_whole`:
-    before/after hold "course" and "empty"); task="sentence": the course prompts' first sentence."""
+    before/after hold "course" and "empty"); task="sentence": the course prompts' first sentence. The reference
+    (of the KL penalty and of the KL reported) is `reference_name`, or else the starting policy."""
     from rlhf_lib.checkpoint import find_checkpoint
     from rlhf_lib.lm import check_fits, load_model
     from rlhf_lib.reviews import PROMPTS
@@ -237,7 +238,7 @@ def run_ppo(out: Path, model_name, reward_path, cfg, eval_samples: int, accelera
         check_fits(policy, tokenizer, PROMPTS, "course prompt", extra=1 + cfg.max_new_tokens)
     except ValueError as err:
         raise ValueError(f"--max-new-tokens {cfg.max_new_tokens} is too long for this model: {err}") from None
-    reference, _ = load_model(model_name)
+    reference, _ = load_model(model_name if reference_name is None else reference_name)
     main_process = accelerator is None or accelerator.is_main_process
     if task == "whole":
         prompts = whole_review_prompts(seed=cfg.seed)
@@ -309,9 +310,31 @@ class PipelineSettings:
     """PPO iterations"""
     seed: int
     """seeds every stage"""
+    rounds: int = 1
+    """rounds of the loop (`rlhf_lib.loop`): 1 is the one-round pipeline; more are for whole reviews"""
+    round_pairs: int = 2000
+    """rounds after the first: pairs of the current policy's whole reviews to label"""
+    min_round_labels: int = 1800
+    """rounds after the first: the fewest decided labels a round may train on"""
+    outside_labels: bool = False
+    """rounds after the first: the labels come from a file or a class (--round-labels), not the simulated person"""
+
+    def __post_init__(self):
+        if self.rounds < 1:
+            raise ValueError(f"--rounds must be 1 or more, got {self.rounds}")
+        if self.rounds > 1 and self.task != "whole":
+            raise ValueError(f"--rounds {self.rounds} is for --task whole: later rounds label pairs of the policy's "
+                             "whole reviews")
+        if self.round_pairs < 1:
+            raise ValueError(f"--round-pairs must be 1 or more, got {self.round_pairs}")
+        if not 0 <= self.min_round_labels <= self.round_pairs:
+            raise ValueError(f"--min-round-labels must be between 0 and --round-pairs ({self.round_pairs}), "
+                             f"got {self.min_round_labels}")
 
 
 PIPELINE_SETTINGS = tuple(f.name for f in fields(PipelineSettings))
+SETTING_DEFAULTS = {f.name: f.default for f in fields(PipelineSettings) if f.default is not MISSING}
+"""what a setting was in a pipeline.json written before it existed"""
 
 
 def pipeline_configs(settings: PipelineSettings) -> tuple:
@@ -341,20 +364,22 @@ def _check_resume(out: Path, settings: dict) -> None:
     saved = json.loads((out / "pipeline.json").read_text()) if (out / "pipeline.json").is_file() else None
     if saved is None:
         raise FileNotFoundError(f"--resume: {out} holds no pipeline run (no pipeline.json)")
-    differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} then, {v!r} now" for k, v in settings.items()
-              if saved.get(k) != v]
+    differ = [f"--{k.replace('_', '-')} {saved.get(k, SETTING_DEFAULTS.get(k))!r} then, {v!r} now"
+              for k, v in settings.items() if saved.get(k, SETTING_DEFAULTS.get(k)) != v]
     if differ:
         raise ValueError(f"--resume: the run in {out} was started with other settings ({'; '.join(differ)})")
 
 
 def run_pipeline(out: Path, settings: PipelineSettings, reward_cfg, ppo_cfg, eval_samples: int = 500,
-                 resume: bool = False, overwrite: bool = False) -> dict:
+                 resume: bool = False, overwrite: bool = False, round_labels=None) -> dict:
     """SFT if asked, then labels, reward model, PPO and the evaluation, each in its own subfolder of out (task
     "whole": the reward model's recipe labels its own groups of whole reviews, so there is no labels stage).
-    The configs come from `pipeline_configs(settings)`. A stage is finished when its summary.json is written;
-    `resume` skips finished stages and continues PPO from its checkpoint."""
+    With settings.rounds above 1, the stages after SFT run in rounds (`rlhf_lib.loop.run_rounds`, which reads
+    `round_labels`). The configs come from `pipeline_configs(settings)`. A stage is finished when its
+    summary.json is written; `resume` skips finished stages and continues PPO from its checkpoint."""
     from rlhf_lib.checkpoint import find_checkpoint
     from rlhf_lib.lm import load_model
+    from rlhf_lib.loop import new_run_id, run_rounds
     from rlhf_lib.whole_reviews import train_whole_review_reward_model
 
     out = Path(out)
@@ -362,8 +387,10 @@ def run_pipeline(out: Path, settings: PipelineSettings, reward_cfg, ppo_cfg, eva
     if resume:
         _check_resume(out, asdict(settings))
     elif overwrite:
-        remove(*(out / name for name in ("sft", "labels", "reward_model", "ppo", "summary.json", "pipeline.json")))
-    write_json(out / "pipeline.json", asdict(settings))
+        remove(*(out / name for name in ("sft", "labels", "reward_model", "ppo", "summary.json", "pipeline.json")),
+               *out.glob("round-*"))
+    saved = json.loads((out / "pipeline.json").read_text()) if resume else {}
+    write_json(out / "pipeline.json", dict(asdict(settings), run=saved.get("run") or new_run_id()))
     start, stages = time.perf_counter(), {}
     model_name = settings.model
     if settings.sft:
@@ -380,6 +407,9 @@ def run_pipeline(out: Path, settings: PipelineSettings, reward_cfg, ppo_cfg, eva
             stages["sft"] = dict(seconds=round(result.seconds, 1), final_loss=result.losses[-1])
             write_summary(out / "sft", stages["sft"])
         model_name = str(out / "sft")
+    if settings.rounds > 1:
+        summary = run_rounds(out, settings, reward_cfg, ppo_cfg, eval_samples, resume, round_labels, model_name)
+        return dict(summary, stages=dict(sft=stages["sft"]) if settings.sft else {})
     model, tokenizer = load_model(model_name)
     if not whole:
         stages["labels"] = _stage(out / "labels", resume)

@@ -58,13 +58,14 @@ stream has always used, so runs repeat what they gave before"""
 def derive_seed(seed: int, stream: str, index: int = 0) -> int:
     """The seed of one random stream of a run (`SEED_STREAMS`), from the run's seed, the stream's name and an
     index (a process, a round, an environment). A name not in the table is a new stream: its seed comes from a
-    hash of (seed, name, index), below 2**63, apart from the others."""
+    hash of (seed, name, index), below 2**31, so that streams derived from it in turn (seed * 1,000,003 + ...)
+    still fit the 64 bits a torch generator takes."""
     seed, index = check_count("seed", seed, minimum=0), check_count("index", index, minimum=0)
     if stream in SEED_STREAMS:
         multiplier, offset = SEED_STREAMS[stream]
         return seed * multiplier + offset + index
     digest = hashlib.sha256(f"{seed}/{stream}/{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+    return int.from_bytes(digest[:4], "big") >> 1
 
 
 def is_fast() -> bool:

@@ -244,7 +244,7 @@ def batch_groups(groups: list[tuple[str, list[str]]], groups_per_batch: int) -> 
 
 
 def train_whole_review_reward_model(cfg: WholeRewardConfig | None = None, policy=None, base=None,
-                                    progress: bool = True):
+                                    progress: bool = True, batches: list[tuple[str, list[str]]] | None = None):
     """(reward model, tokenizer, summary): the whole-review recipe end to end.
 
     1. sample `n_groups` groups of `group_size` whole reviews from the policy (default: the course model);
@@ -253,7 +253,8 @@ def train_whole_review_reward_model(cfg: WholeRewardConfig | None = None, policy
        `train_on_groups`, one batch per step;
     4. measure agreement with gold on `n_heldout` fresh pairs (`gold_agreement`, by |gold gap| too);
     5. normalise: rewards of `n_normalize` fresh base-model whole reviews get mean 0, std 1.
-    The summary holds the counts, the agreement, the normalisation, the config and the seconds."""
+    The summary holds the counts, the agreement, the normalisation, the config and the seconds. `batches`: step 1's
+    batches of reviews (`batch_groups` of `sample_groups`) when the caller has sampled them already."""
     import time
 
     from rlhf_lib.lm import load_model
@@ -262,11 +263,13 @@ def train_whole_review_reward_model(cfg: WholeRewardConfig | None = None, policy
     cfg = cfg or WholeRewardConfig()
     clock, cpu = time.perf_counter(), time.process_time()
     policy_model, policy_tok = policy if policy is not None else load_model()
-    groups = sample_groups(policy_model, policy_tok, cfg.n_groups, cfg.group_size,
-                           seed=derive_seed(cfg.seed, "whole groups"), max_new_tokens=cfg.max_new_tokens,
-                           progress=progress)
+    if batches is None:
+        groups = sample_groups(policy_model, policy_tok, cfg.n_groups, cfg.group_size,
+                               seed=derive_seed(cfg.seed, "whole groups"), max_new_tokens=cfg.max_new_tokens,
+                               progress=progress)
+        batches = batch_groups(groups, cfg.groups_per_batch)
     annotator = SimulatedAnnotator(cfg.annotator_temperature, seed=cfg.seed)
-    merged = batch_groups(groups, cfg.groups_per_batch)
+    merged = batches
     annotator.prime([t for _, texts in merged for t in texts])
     labelled = label_groups(annotator, merged)
     sampled_s = time.perf_counter() - clock
@@ -295,7 +298,7 @@ def train_whole_review_reward_model(cfg: WholeRewardConfig | None = None, policy
     summary = dict(
         task="whole", gold_accuracy=report["gold_accuracy"], n_heldout_pairs=report["n_decided"],
         by_gap={band: dict(n=n, accuracy=acc) for band, (n, acc) in report["by_gap"].items()},
-        n_train_groups=len(groups), n_train_reviews=sum(len(rs) for _, rs in groups),
+        n_train_groups=len(merged) * cfg.groups_per_batch, n_train_reviews=sum(len(texts) for _, texts in merged),
         n_train_pairs=sum(map(len, labelled)), steps=len(losses),
         planned_steps=cfg.epochs * max(1, len([g for g in labelled if g])),
         final_train_loss=sum(losses[-20:]) / len(losses[-20:]),
