@@ -13,11 +13,11 @@ Language models (notebook 04 on):
     reviews.py          the review language: a seeded generator, an exact grammar check, the course prompts
     pretrain.py         the course's small GPT-2 and its tokenizer, trained from scratch on reviews
     lm.py               load a causal LM, sample, log-probs, the exact per-step KL and the KL estimators
-    evaluate.py         gold sentiment (VADER), grammatical and positive rates, text reports
+    evaluate.py         gold: VADER, the grammar, the reading taste; grammatical and positive rates
 
 Feedback and its stores (notebook 06):
 
-    feedback.py         simulated annotators (Bradley-Terry), an AI judge, preference records in JSONL
+    feedback.py         simulated people who read (Bradley-Terry), an AI judge, preference records in JSONL
     widgets.py          the labeling widget: every click saved at once, undo, resume
     tastes.py           your own taste: an annotator for any function of the text
     classroom/          a class labels together: a SQLite store, a web app, the teacher's report, a client
@@ -39,6 +39,7 @@ The trainers (notebooks 05, 08, 10):
     whole_reviews.py    the whole-review task: starts, pairs, its reward model, evaluation from both starts
     recipes.py          named recipes as data: the settings a trainer runs with on a task
     pipeline.py         each command's work as a function: labels, reward model, PPO, the resumable pipeline
+    loop.py             RLHF in rounds: fresh labels on the policy's own reviews, the reward model trained on
     threads.py          a fair share of the cores for torch, re-checked while training
     files.py            whole files written atomically (temporary file, fsync, rename, fsync of the folder)
 

@@ -59,13 +59,14 @@ def train_proxy_reward_model(n_pairs: int, policy=None, epochs: int = 2, lr: flo
     """(reward model, tokenizer, summary): a whole-review reward model fitted to `n_pairs` pairs.
 
     Each pair is two whole reviews of the policy (default: the course model) from one start
-    (`sample_whole_pairs`), labelled by the simulated annotator; the model (sum pooling, head at zero) is
-    trained on 16 pairs a step for `epochs` epochs, checked on `n_heldout` fresh pairs against the gold
-    preference (VADER) and normalised on `n_normalize` base whole reviews. summary: n_pairs (labelled,
+    (`sample_whole_pairs`), labelled by the blind annotator (`VaderAnnotator`: VADER alone, so nothing in the
+    labels says broken text is bad); the model (sum pooling, head at zero) is trained on 16 pairs a step for
+    `epochs` epochs, checked on `n_heldout` fresh pairs against the gold preference (`gold_agreement`) and
+    normalised on `n_normalize` base whole reviews. summary: n_pairs (labelled,
     ties left out), gold_accuracy, n_heldout (decided pairs), steps, seconds."""
     import time
 
-    from rlhf_lib.feedback import SimulatedAnnotator
+    from rlhf_lib.feedback import VaderAnnotator
     from rlhf_lib.lm import load_model
     from rlhf_lib.reward_model import RewardConfig, make_reward_model, normalize_on
     from rlhf_lib.whole_reviews import (
@@ -86,7 +87,7 @@ def train_proxy_reward_model(n_pairs: int, policy=None, epochs: int = 2, lr: flo
     start = time.perf_counter()
     model, tokenizer = policy if policy is not None else load_model()
     pairs = sample_whole_pairs(model, tokenizer, n_pairs, seed=derive_seed(seed, "proxy pairs"), progress=progress)
-    labelled = label_groups(SimulatedAnnotator(0.1, seed=seed), [(p, [a, b]) for p, a, b in pairs])
+    labelled = label_groups(VaderAnnotator(0.1, seed=seed), [(p, [a, b]) for p, a, b in pairs])
     reward_model, reward_tokenizer = make_reward_model(None, pooling="sum", seed=seed)
     zero_head(reward_model)
     result = train_on_groups(reward_model, reward_tokenizer, labelled, RewardConfig(epochs=epochs, lr=lr, warmup=5,

@@ -140,16 +140,22 @@ def round_one_labels(folder, reward_cfg) -> list[list[dict]]:
 
 # ---- the reward model, trained on
 
+def mix_old_and_new(old_groups: list[list[dict]], new_pairs: list[dict], per_step: int = NEW_PAIRS_PER_STEP
+                    ) -> list[list[dict]]:
+    """The training batches of a later round: every old batch that holds a pair, then the new pairs in batches
+    of `per_step` (the last one may be smaller). Keeping the old labels (replay) is what stops the reward model
+    from forgetting the fluent reviews while it learns the policy's new kind of text."""
+    return [g for g in old_groups if g] + [new_pairs[i : i + per_step] for i in range(0, len(new_pairs), per_step)]
+
+
 def continue_reward_model(model, tokenizer, old_groups: list[list[dict]], new_pairs: list[dict], reward_cfg,
-                          seed: int, progress: bool = True):
-    """Train the reward model on, in place: one pass over the old labels' batches and the new pairs (in batches of
-    `NEW_PAIRS_PER_STEP`), shuffled together, with the recipe's learning rate and warmup. Returns the result."""
+                          seed: int, progress: bool = True, mix=mix_old_and_new):
+    """Train the reward model on, in place: one pass over `mix(old_groups, new_pairs)` (the old labels' batches and
+    the new pairs) in a random order, with the recipe's learning rate and warmup. Returns the `RewardResult`."""
     from rlhf_lib.reward_model import RewardConfig, train_on_groups
 
-    new = [new_pairs[i : i + NEW_PAIRS_PER_STEP] for i in range(0, len(new_pairs), NEW_PAIRS_PER_STEP)]
     cfg = RewardConfig(epochs=1, lr=reward_cfg.lr, warmup=reward_cfg.warmup, seed=seed)
-    return train_on_groups(model, tokenizer, [g for g in old_groups if g] + new, cfg, groups_per_batch=1,
-                           progress=progress)
+    return train_on_groups(model, tokenizer, mix(old_groups, new_pairs), cfg, groups_per_batch=1, progress=progress)
 
 
 def agreement(model, tokenizer, pairs) -> dict:
@@ -276,10 +282,8 @@ def run_rounds(out, settings, reward_cfg, ppo_cfg, eval_samples: int = 500, resu
             rm_before = agreement(old_rm, old_tok, heldout)
             if not (rm_dir / "summary.json").is_file():
                 old = round_one_labels(round_folder(out, 1), reward_cfg)
-                for j in range(2, k):
-                    old.append([])  # keep the round's pairs in NEW_PAIRS_PER_STEP batches, as when they were new
-                    later = to_pairs(read_records(round_folder(out, j) / "labels.jsonl"))
-                    old += [later[i : i + NEW_PAIRS_PER_STEP] for i in range(0, len(later), NEW_PAIRS_PER_STEP)]
+                for j in range(2, k):  # the later rounds' pairs in the batches they were learned in
+                    old = mix_old_and_new(old, to_pairs(read_records(round_folder(out, j) / "labels.jsonl")))
                 result = continue_reward_model(old_rm, old_tok, old, to_pairs(records), reward_cfg, seed, progress)
                 norm_seed = derive_seed(reward_cfg.seed, "whole normalization")
                 starts = review_starts(reward_cfg.n_normalize, norm_seed)

@@ -409,7 +409,10 @@ def run_pipeline(out: Path, settings: PipelineSettings, reward_cfg, ppo_cfg, eva
         model_name = str(out / "sft")
     if settings.rounds > 1:
         summary = run_rounds(out, settings, reward_cfg, ppo_cfg, eval_samples, resume, round_labels, model_name)
-        return dict(summary, stages=dict(sft=stages["sft"]) if settings.sft else {})
+        if settings.sft:
+            summary["stages"] = dict(sft=stages["sft"])
+            write_summary(out, summary)
+        return summary
     model, tokenizer = load_model(model_name)
     if not whole:
         stages["labels"] = _stage(out / "labels", resume)

@@ -397,3 +397,24 @@ def fit_gao_rl(d, gold_gain):
     X = np.stack([d, -d_log_d], axis=1)  # R = alpha * d - beta * d log d
     (alpha, beta), *_ = np.linalg.lstsq(X, y, rcond=None)
     return np.array([alpha, beta])
+
+
+# ---- 11 closing the loop
+
+
+def pairs_from_samples(starts, a, b, finished_a, finished_b):
+    pairs = []
+    for start, x, y, done_x, done_y in zip(starts, a, b, finished_a, finished_b):
+        if not (done_x and done_y):  # a review cut off at the length limit would be judged for that
+            continue
+        if x == y:  # nothing to prefer
+            continue
+        pairs.append((start, x, y))
+    return pairs
+
+
+def mix_old_and_new(old_groups, new_pairs, per_step):
+    batches = [group for group in old_groups if len(group) > 0]  # replay every old batch that has a pair
+    for i in range(0, len(new_pairs), per_step):
+        batches.append(new_pairs[i : i + per_step])  # then the new pairs, per_step at a time
+    return batches

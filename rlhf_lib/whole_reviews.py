@@ -77,6 +77,14 @@ def sample_whole_reviews(model, tokenizer, starts: list[str], max_new_tokens: in
     return list(starts), responses, finished
 
 
+def pairs_from_samples(starts: list[str], a: list[str], b: list[str], finished_a: list[bool],
+                       finished_b: list[bool]) -> list[tuple[str, str, str]]:
+    """The pairs worth labelling among two samples from each start: (starts[i], a[i], b[i]) in order, leaving out
+    a pair where either review was cut off before it ended (finished False: it would be judged for being cut
+    off, not for what it says) and a pair of two identical reviews (there is nothing to prefer)."""
+    return [(s, x, y) for s, x, y, fx, fy in zip(starts, a, b, finished_a, finished_b) if fx and fy and x != y]
+
+
 def sample_whole_pairs(model, tokenizer, n: int, starts: list[str] | None = None, same_start: bool = True,
                        max_new_tokens: int = 64, temperature: float = 1.0, seed: int = 0,
                        batch_size: int = 128, progress: bool = False) -> list[tuple[str, str, str]]:
@@ -108,14 +116,16 @@ def sample_whole_pairs(model, tokenizer, n: int, starts: list[str] | None = None
                                                       temperature, seed=derive_seed(seed, "pair round", round_),
                                                       batch_size=2 * batch_size)
         round_ += 1
-        for k in range(batch_size):
-            a, b = responses[k], responses[k + batch_size]
-            if not (finished[k] and finished[k + batch_size]) or len(out) == n:
-                continue
-            pair = (firsts[k], a, b) if same_start else ("", firsts[k] + a, seconds[k] + b)
-            if pair[0] + pair[1] != pair[0] + pair[2]:
-                out.append(pair)
-                bar.update(1)
+        if same_start:
+            new = pairs_from_samples(firsts, responses[:batch_size], responses[batch_size:], finished[:batch_size],
+                                     finished[batch_size:])
+        else:  # each review its own start: the prompt is "" and each completion the whole text
+            new = pairs_from_samples([""] * batch_size, [s + r for s, r in zip(firsts, responses[:batch_size])],
+                                     [s + r for s, r in zip(seconds, responses[batch_size:])], finished[:batch_size],
+                                     finished[batch_size:])
+        new = new[: n - len(out)]
+        out += new
+        bar.update(len(new))
     bar.close()
     return out
 

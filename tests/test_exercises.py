@@ -166,6 +166,8 @@ WRONG = {
     "best_of_n_expected": lambda proxy, gold, n: float(np.mean(np.asarray(gold)[np.argsort(proxy)][-n:])),  # top-n mean
     "fit_gao_rl": lambda d, y: np.linalg.lstsq(np.stack([np.asarray(d), -np.asarray(d) ** 2], 1), np.asarray(y),
                                                rcond=None)[0],  # best-of-n's form
+    "pairs_from_samples": lambda starts, a, b, fa, fb: [(s, x, y) for s, x, y in zip(starts, a, b) if x != y],
+    "mix_old_and_new": lambda old, new, per_step: [new[i : i + per_step] for i in range(0, len(new), per_step)],
     "leave_one_out": lambda rewards, k:
         rewards - rewards.view(-1, k).mean(-1).repeat_interleave(k),  # i in its own baseline
 }
@@ -302,7 +304,7 @@ def test_every_notebook_poses_enough_exercises():
     for ex in EXERCISES.values():
         per_notebook[ex.notebook] = per_notebook.get(ex.notebook, 0) + 1
     assert all(per_notebook.get(nb, 0) >= 2
-               for nb in ("00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10"))
+               for nb in ("00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"))
     assert all(per_notebook[nb] >= 3 for nb in ("01", "02", "03")), per_notebook
 
 

@@ -16,8 +16,8 @@ from rlhf_lib.feedback import cohens_kappa, order_from_ratings
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-PLAN = {"09": "optimizing a learned reward", "10": "DPO", "11": "AI feedback", "12": "looking inside",
-        "13": "scaling up"}
+PLAN = {"09": "optimizing a learned reward", "10": "DPO", "11": "closing the loop", "12": "AI feedback",
+        "13": "evaluation", "14": "scaling up"}
 
 
 def cells(path):
@@ -136,7 +136,7 @@ def test_glossary_is_bilingual_and_linked_from_every_notebook():
         assert "docs/glossary.md" in "".join(cells(path)[0]["source"]), f"{path.name}: link the glossary in cell 1"
 
 
-ZH_PLAN = {"09": "优化学到的奖励", "10": "DPO", "11": "AI 反馈", "12": "看看内部", "13": "扩大规模"}
+ZH_PLAN = {"09": "优化学到的奖励", "10": "DPO", "11": "闭合循环", "12": "AI 反馈", "13": "评估", "14": "扩大规模"}
 
 
 def test_one_course_plan_everywhere():

@@ -103,9 +103,17 @@ def _difference(want, got, atol: float, label: str = "") -> str | None:
         return None
     try:
         w, g = np.asarray(want, dtype=float), np.asarray(got, dtype=float)
-    except (TypeError, ValueError):
-        return (f"{label + ': ' if label else ''}expected {_fmt(want)}\n"
-                f"  got      {_fmt(got)} (not numbers of that shape)")
+    except (TypeError, ValueError):  # not numbers (texts, records): equal item by item, or the first that differs
+        if _plain(want) == _plain(got):
+            return None
+        prefix = label + ": " if label else ""
+        if isinstance(want, (list, tuple)) and isinstance(got, (list, tuple)):
+            if len(want) != len(got):
+                return (f"{prefix}expected {len(want)} items, got {len(got)}\n  expected {_fmt(want)}\n"
+                        f"  got      {_fmt(got)}")
+            i = next(i for i, (x, y) in enumerate(zip(want, got)) if _plain(x) != _plain(y))
+            return f"{prefix}item {i} differs: expected {want[i]!r}\n  got      {got[i]!r}"
+        return f"{prefix}expected {_fmt(want)}\n  got      {_fmt(got)}"
     if w.shape != g.shape:
         return (f"{label + ': ' if label else ''}expected shape {w.shape}, got shape {g.shape}\n"
                 f"  expected {_fmt(want)}\n  got      {_fmt(got)}")
@@ -120,6 +128,15 @@ def _difference(want, got, atol: float, label: str = "") -> str | None:
     if w.size <= 12:
         text += f"\n  expected {_fmt(want)}\n  got      {_fmt(got)}"
     return text
+
+
+def _plain(value):
+    """Tuples as lists, all the way down: a pair given as a list equals the same pair given as a tuple."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _run_comparison(name: str, ex: Exercise, fn: Callable) -> str:

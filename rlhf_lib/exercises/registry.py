@@ -13,6 +13,7 @@ from rlhf_lib.exercises import language_models as lm
 from rlhf_lib.exercises import preferences as prefs
 from rlhf_lib.exercises import rl_core as rl
 from rlhf_lib.exercises import rlhf_loop as loop
+from rlhf_lib.exercises import rounds
 from rlhf_lib.policy_gradient import reinforce_update
 from rlhf_lib.tabular import q_learning_episode, sarsa_episode
 
@@ -182,5 +183,11 @@ EXERCISES = {
         "rewards.view(-1, k) puts each prompt's k responses in one row; the baseline of response i is the mean\n"
         "of the OTHER k - 1 in its row: (row sum - r_i) / (k - 1). Return a flat (N,) tensor again.",
         run=beyond.run_tensor),
+    "pairs_from_samples": Exercise("11", rounds.ref_pairs_from_samples, rounds.pairs_from_samples_cases,
+        "Keep a pair only when BOTH reviews finished: a review cut off at the length limit is judged for being cut\n"
+        "off. Leave out a pair of two identical reviews: there is nothing to prefer. Keep the order you were given."),
+    "mix_old_and_new": Exercise("11", rounds.ref_mix_old_and_new, rounds.mix_cases,
+        "Keep the old batches (leave out the empty ones): without them the reward model forgets what it knew.\n"
+        "Then cut the new pairs into batches of per_step in their order; the last batch may be shorter."),
 }
 """every exercise, by the name a notebook checks it under"""
