@@ -272,6 +272,58 @@ ANSWERS: dict[str, tuple[str, str]] = {
         (or fails) gives no signal, which is why GRPO runs filter or resample such prompts.
         """,
     ),
+    "11.1": (
+        "Every round's KL is measured against the course model, not against the previous round's policy. Why? "
+        "What would the KL budget mean if each round's reference were the previous policy, after five rounds?",
+        """
+        The KL penalty stands for "stay close to what we trust": the model whose language and
+        behaviour we know (InstructGPT's supervised model, here the course model). Measured from that
+        one fixed point, a budget of 3 nats is a budget for the whole loop: however many rounds run,
+        the policy never strays more than that from the model we trusted.
+
+        With each round's reference set to the previous policy, every round may spend its budget again:
+        five rounds of 3 nats can move the policy far further than 3 nats from where the loop began
+        (KL does not simply add up along a chain, but nothing bounds it either). Small steps each
+        round, a long walk in total: exactly the drift into text no reward model was trained on that
+        the penalty exists to prevent. Some pipelines do re-anchor (Llama 2 restarted each round from
+        an earlier checkpoint and kept its reference fixed); whatever is done, the KL that is reported
+        should say from what.
+        """,
+    ),
+    "11.2": (
+        "The model trained on the new labels alone lost ground on the course model's pairs. Why, and why does that "
+        "matter for round 2's PPO, which only ever samples the current policy?",
+        """
+        The new labels are nearly all pairs of two positive, fluent reviews; trained only on
+        them, the model fits that narrow slice and forgets what separated the rest (negative from positive,
+        broken from fluent): catastrophic forgetting, the usual fate of a network fine-tuned on a shifted
+        distribution. A thousand labels are also too few to learn the whole taste again.
+
+        It matters because PPO searches the whole space the policy can reach, not only where it stands.
+        If v2 no longer knows that a negative or broken review is worse, the policy can drift back toward
+        them and be paid for it. Replaying the old labels keeps the reward model right where it was right,
+        and lets the new labels correct it where the policy now writes.
+        """,
+    ),
+    "11.3": (
+        "You can afford 100 labels a round. Which 100 pairs of the policy's samples would you ask about: random "
+        "ones, those v1 is least sure of (the smallest reward margin), or those it is most sure of?",
+        """
+        Random pairs are the honest baseline: they show the reward model the policy's text as the policy
+        writes it, and the labels measure the model without bias.
+
+        The least sure (uncertainty sampling, the classic of active learning) spends labels where the model
+        cannot decide, so each label moves it most, but near the margin many pairs are close calls that
+        the annotator finds hard too: noisy labels on questions that matter little.
+
+        The dangerous errors are the confident ones: the blind spots above, where v1 prefers the broken or
+        less positive review by a wide margin. PPO climbs exactly those margins. Uncertainty sampling never
+        asks about them (the model is sure), and random sampling finds them only as often as they occur. A
+        good plan mixes: mostly random pairs, plus pairs that contain the reviews the reward model scores
+        highest, since the policy is about to write more of those. Llama 2 sampled pairs from different
+        model variants and temperatures for the same reason: diversity where the policy is heading.
+        """,
+    ),
 }
 
 

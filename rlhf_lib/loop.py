@@ -36,6 +36,8 @@ from rlhf_lib.feedback import PreferenceRecord, SimulatedAnnotator, read_records
 from rlhf_lib.files import write_atomic
 from rlhf_lib.runtime import derive_seed
 
+LOOP_ASSETS = Path(__file__).resolve().parents[1] / "assets" / "loop"
+"""round 1 of `pipeline --rounds 2 --seed 0` and the run's figures (rebuilt by scripts/build_loop_assets.py)"""
 ROUND_PAIRS = 2000
 """pairs of the current policy's whole reviews labelled in each round after the first"""
 NEW_PAIRS_PER_STEP = 32
@@ -158,6 +160,29 @@ def continue_reward_model(model, tokenizer, old_groups: list[list[dict]], new_pa
     return train_on_groups(model, tokenizer, mix(old_groups, new_pairs), cfg, groups_per_batch=1, progress=progress)
 
 
+def next_reward_model(model, tokenizer, old_groups: list[list[dict]], new_pairs: list[dict], reward_cfg, seed: int,
+                      base, progress: bool = True, mix=mix_old_and_new) -> dict:
+    """A later round's reward model, in place: `continue_reward_model` on the old labels and the new, then
+    normalised as round 1's was (rewards of `reward_cfg.n_normalize` whole reviews of `base`, the (model,
+    tokenizer) the loop started from, get mean 0 and std 1). Returns its summary."""
+    from rlhf_lib.reward_model import normalize_on
+    from rlhf_lib.whole_reviews import review_starts, sample_whole_reviews
+
+    result = continue_reward_model(model, tokenizer, old_groups, new_pairs, reward_cfg, seed, progress, mix)
+    norm_seed = derive_seed(reward_cfg.seed, "whole normalization")
+    starts = review_starts(reward_cfg.n_normalize, norm_seed)
+    _, responses, finished = sample_whole_reviews(*base, starts, reward_cfg.max_new_tokens, seed=norm_seed)
+    mean, std = normalize_on(model, tokenizer, [a + r for a, r, ok in zip(starts, responses, finished) if ok])
+    return dict(steps=len(result.losses), final_train_loss=result.losses[-1], reward_mean=mean, reward_std=std,
+                seconds=round(result.seconds, 1))
+
+
+def round_config(ppo_cfg, k: int):
+    """Round k's PPO setting: the recipe's, except that after round 1 the KL target holds from the first iteration
+    (the policy already sits near it: a target rising from 0 again would pull it back to the reference)."""
+    return ppo_cfg if k == 1 else replace(ppo_cfg, kl_warmup=0)
+
+
 def agreement(model, tokenizer, pairs) -> dict:
     """Gold agreement of the reward model on (prompt, a, b) pairs, overall and by gold gap (`gold_agreement`)."""
     from rlhf_lib.whole_reviews import gold_agreement
@@ -165,6 +190,23 @@ def agreement(model, tokenizer, pairs) -> dict:
     report = gold_agreement(model, tokenizer, pairs)
     return dict(overall=report["gold_accuracy"], n=report["n_decided"],
                 by_gap={band: dict(n=n, accuracy=acc) for band, (n, acc) in report["by_gap"].items()})
+
+
+def blind_spots(model, tokenizer, pairs, k: int = 5) -> list[dict]:
+    """The k pairs the reward model gets most confidently wrong: it prefers one review by the largest reward margin
+    while gold (the reading taste) prefers the other. Each: the start, the review it prefers, the one gold prefers,
+    its margin."""
+    from rlhf_lib.reward_model import pair_accuracy
+
+    report = pair_accuracy(model, tokenizer, [dict(prompt=p, chosen=a, rejected=b) for p, a, b in pairs])
+    wrong = [(abs(m), i) for i, (m, g) in enumerate(zip(report["margin"], report["gold_gap"]))
+             if g != 0 and (m > 0) != (g > 0)]
+    out = []
+    for margin, i in sorted(wrong, reverse=True)[:k]:
+        p, a, b = pairs[i]
+        loved, gold = (a, b) if report["margin"][i] > 0 else (b, a)
+        out.append(dict(start=p, preferred=loved, gold_prefers=gold, margin=margin))
+    return out
 
 
 def policy_figures(after: dict) -> dict:
@@ -206,12 +248,10 @@ def run_rounds(out, settings, reward_cfg, ppo_cfg, eval_samples: int = 500, resu
     on `resume`; PPO continues from its checkpoint. Raises `LabelsNeeded` when a round waits for labels."""
     from rlhf_lib.lm import COURSE_MODEL, load_model
     from rlhf_lib.pipeline import run_ppo, write_json, write_summary
-    from rlhf_lib.reward_model import load_reward_model, normalize_on
+    from rlhf_lib.reward_model import load_reward_model
     from rlhf_lib.whole_reviews import (
         batch_groups,
-        review_starts,
         sample_groups,
-        sample_whole_reviews,
         train_whole_review_reward_model,
     )
 
@@ -250,7 +290,7 @@ def run_rounds(out, settings, reward_cfg, ppo_cfg, eval_samples: int = 500, resu
             added = rm_summary["n_train_pairs"]
             rm_before, rm_after = None, dict(overall=rm_summary["gold_accuracy"], n=rm_summary["n_heldout_pairs"],
                                              by_gap=rm_summary["by_gap"])
-            policy_name, cfg = str(start_model), ppo_cfg
+            policy_name = str(start_model)
         else:
             previous = round_folder(out, k - 1)
             policy_name = str(previous / "ppo" / "policy")
@@ -284,19 +324,12 @@ def run_rounds(out, settings, reward_cfg, ppo_cfg, eval_samples: int = 500, resu
                 old = round_one_labels(round_folder(out, 1), reward_cfg)
                 for j in range(2, k):  # the later rounds' pairs in the batches they were learned in
                     old = mix_old_and_new(old, to_pairs(read_records(round_folder(out, j) / "labels.jsonl")))
-                result = continue_reward_model(old_rm, old_tok, old, to_pairs(records), reward_cfg, seed, progress)
-                norm_seed = derive_seed(reward_cfg.seed, "whole normalization")
-                starts = review_starts(reward_cfg.n_normalize, norm_seed)
-                _, responses, finished = sample_whole_reviews(base_model, base_tok, starts, reward_cfg.max_new_tokens,
-                                                              seed=norm_seed)
-                mean, std = normalize_on(old_rm, old_tok, [a + r for a, r, ok in zip(starts, responses, finished)
-                                                           if ok])
+                rm_summary = next_reward_model(old_rm, old_tok, old, to_pairs(records), reward_cfg, seed,
+                                               (base_model, base_tok), progress)
                 old_rm.save_pretrained(rm_dir)
                 old_tok.save_pretrained(rm_dir)
-                write_summary(rm_dir, dict(steps=len(result.losses), final_train_loss=result.losses[-1],
-                                           reward_mean=mean, reward_std=std, seconds=round(result.seconds, 1)))
+                write_summary(rm_dir, rm_summary)
             rm_after = agreement(*load_reward_model(rm_dir), heldout)
-            cfg = replace(ppo_cfg, kl_warmup=0)  # the policy already sits at its KL: no ramp from 0 again
             del policy, old_rm
         ppo_dir = folder / "ppo"
         if (ppo_dir / "summary.json").is_file():
@@ -304,7 +337,7 @@ def run_rounds(out, settings, reward_cfg, ppo_cfg, eval_samples: int = 500, resu
         else:
             from rlhf_lib.checkpoint import find_checkpoint
 
-            ppo = run_ppo(ppo_dir, policy_name, rm_dir, cfg, eval_samples, task="whole",
+            ppo = run_ppo(ppo_dir, policy_name, rm_dir, round_config(ppo_cfg, k), eval_samples, task="whole",
                           resume=find_checkpoint(ppo_dir / "checkpoint") is not None, reference_name=str(start_model))
             write_summary(ppo_dir, ppo)
         labels_total += added

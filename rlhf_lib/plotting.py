@@ -251,3 +251,26 @@ def plot_gold_vs_kl(curves: dict, fits: dict | None = None, ax=None, x: str = "d
     ax.set_ylabel("gold gain over the base policy")
     ax.legend(fontsize=8)
     return ax
+
+
+def plot_rounds(before: dict, rounds: list[dict], extra: dict | None = None, axes=None):
+    """The loop round by round (`rlhf_lib.loop`): for each start ("course", "empty"), the gold positive rate and the
+    grammatical rate against the exact KL to the reference, from the model the loop started from (`before`, KL 0)
+    through each round's policy. `extra` = {label: an `after` of `evaluate_whole`}: more points to mark."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    names = {"course": "from the course prompts", "empty": "from the start of text"}
+    for ax, (start, title) in zip(axes, names.items()):
+        kl = [0.0] + [r["after"][start]["kl_exact"] for r in rounds]
+        for key, marker, label in (("positive_rate", "o-", "positive"), ("grammatical_rate", "s--", "grammatical")):
+            values = [before[start][key]] + [r["after"][start][key] for r in rounds]
+            ax.plot(kl, values, marker, label=label)
+            for i, (x, y) in enumerate(zip(kl, values)):
+                ax.annotate(f"round {i}" if i else "start", (x, y), textcoords="offset points", xytext=(4, -10),
+                            fontsize=7)
+        for i, (label, after) in enumerate((extra or {}).items()):
+            ax.plot(after[start]["kl_exact"], after[start]["positive_rate"], "*", ms=12, color=f"C{i + 2}",
+                    label=label)
+        ax.set(xlabel="exact KL to the reference (nats)", ylabel="rate", title=title)
+        ax.legend(fontsize=8)
+    return axes

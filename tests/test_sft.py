@@ -119,7 +119,7 @@ def test_sft_step_equals_a_hand_step_sequence_by_sequence(course):
         torch.testing.assert_close(p0 - p1.detach(), 0.1 * q.grad, atol=1e-6, rtol=1e-4)
 
 
-def test_the_solution_step_plugged_in_trains_like_the_library():
+def test_the_solution_step_plugged_in_trains_like_the_library(pinned_threads):
     from rlhf_lib import solutions
     from rlhf_lib.exercises.language_models import compare_sft_step
 
