@@ -349,6 +349,7 @@ def run_rounds(out, settings, reward_cfg, ppo_cfg, eval_samples: int = 500, resu
         entries.append(entry)
     last = json.loads((round_folder(out, s.rounds) / "ppo" / "summary.json").read_text())
     summary = dict(task="whole", before=before, after=last["after"], policy=last["policy"],
+                   reward_model_gold_accuracy=entries[-1]["rm_gold_agreement_after"]["overall"],
                    rounds=[{k: v for k, v in e.items() if k not in ("before", "policy")} for e in entries],
                    seconds=round(sum(e["seconds"] for e in entries), 1))
     write_json(out / "summary.json", summary)

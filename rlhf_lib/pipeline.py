@@ -379,7 +379,7 @@ def run_pipeline(out: Path, settings: PipelineSettings, reward_cfg, ppo_cfg, eva
     summary.json is written; `resume` skips finished stages and continues PPO from its checkpoint."""
     from rlhf_lib.checkpoint import find_checkpoint
     from rlhf_lib.lm import load_model
-    from rlhf_lib.loop import new_run_id, run_rounds
+    from rlhf_lib.loop import check_round_folders, new_run_id, run_rounds
     from rlhf_lib.whole_reviews import train_whole_review_reward_model
 
     out = Path(out)
@@ -390,7 +390,10 @@ def run_pipeline(out: Path, settings: PipelineSettings, reward_cfg, ppo_cfg, eva
         remove(*(out / name for name in ("sft", "labels", "reward_model", "ppo", "summary.json", "pipeline.json")),
                *out.glob("round-*"))
     saved = json.loads((out / "pipeline.json").read_text()) if resume else {}
-    write_json(out / "pipeline.json", dict(asdict(settings), run=saved.get("run") or new_run_id()))
+    run_id = saved.get("run") or new_run_id()
+    if settings.rounds > 1:
+        check_round_folders(out, run_id)  # before anything is written: a folder of another run is refused
+    write_json(out / "pipeline.json", dict(asdict(settings), run=run_id))
     start, stages = time.perf_counter(), {}
     model_name = settings.model
     if settings.sft:

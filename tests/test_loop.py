@@ -124,8 +124,11 @@ def test_labels_from_outside_stop_the_run_and_continue_it(unbroken, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(reference / "round-1", out / "round-1")  # round 1 done, as if by this run
     labels = tmp_path / "class.jsonl"
+    copied = {p: p.read_bytes() for p in (out / "round-1").rglob("*") if p.is_file()}
     with pytest.raises(ValueError, match="made by another run"):
         run(out, outside_labels=True, round_labels=labels)
+    assert not (out / "pipeline.json").exists()  # refused before anything was written
+    assert {p: p.read_bytes() for p in (out / "round-1").rglob("*") if p.is_file()} == copied
     shutil.rmtree(out)
     with pytest.raises(loop.LabelsNeeded, match="round-2/pairs.jsonl"):
         run(out, outside_labels=True, round_labels=labels)
