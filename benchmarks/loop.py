@@ -3,12 +3,15 @@
     python benchmarks/loop.py --seeds 0 1 2                       # the default recipe, about 17 min a seed
     python benchmarks/loop.py --seeds 0 --recipe whole-review-plain   # the loop with the plain PPO setting
     python benchmarks/loop.py --collect runs/loop-s0 ...          # add finished `pipeline --rounds` runs
+    python benchmarks/loop.py --control runs/loop-s0              # round 2's PPO against round 1's reward model
 
 Each run is `rlhf_lib.pipeline.run_pipeline` with the command's defaults (`--rounds 2 --eval-samples 1000`), its
 PPO setting taken from the named recipe (rlhf_lib/recipes.py). Per round: labels added and in total, the reward
 model's agreement with gold on 1,000 fresh pairs of the policy it is about to train (before and after it learned
 the round's labels, by gold gap), and from the course prompts and the start of text the positive rate, the
-grammatical rate and the exact KL to the course model. Run it alone. Writes results/loop.json (runs kept by
+grammatical rate and the exact KL to the course model. The control is round 2 without its labels: the same PPO
+from the round-1 policy against the round-1 reward model, so that what the labels did is told apart from what
+more PPO did. Run it alone. Writes results/loop.json (runs kept by
 recipe and seed).
 """
 
@@ -42,17 +45,43 @@ def save(entry: dict) -> None:
 
 def table(results: dict) -> str:
     """One line a run and round: labels, agreement before -> after, positive / grammatical / KL from both starts."""
-    lines = ["| run | round | labels added | RM agreement before -> after | course: positive, grammatical, KL "
-             "| empty: positive, grammatical, KL |", "|---|---|---|---|---|---|"]
-    for name, run in results.items():
+    lines = ["| seed | round | labels added | RM agreement | positive % course / start | grammatical % | KL |",
+             "|---|---|---|---|---|---|---|"]
+
+    def figures(after):
+        c, e = after["course"], after["empty"]
+        return (f"{100 * c['positive_rate']:.1f} / {100 * e['positive_rate']:.1f} | "
+                f"{100 * c['grammatical_rate']:.1f} / {100 * e['grammatical_rate']:.1f} | "
+                f"{c['kl_exact']:.2f} / {e['kl_exact']:.2f}")
+
+    for run in results.values():
         for r in run["rounds"]:
-            before = r["rm_gold_agreement_before"]
-            after = r["rm_gold_agreement_after"]["overall"]
+            before, after = r["rm_gold_agreement_before"], r["rm_gold_agreement_after"]["overall"]
             agree = (f"{before['overall']:.1%} -> " if before else "") + f"{after:.1%}"
-            starts = [f"{a['positive_rate']:.1%}, {a['grammatical_rate']:.1%}, {a['kl_exact']:.2f}"
-                      for a in (r["after"]["course"], r["after"]["empty"])]
-            lines.append(f"| {name} | {r['round']} | {r['labels_added']:,} | {agree} | {starts[0]} | {starts[1]} |")
+            lines.append(f"| {run['seed']} | {r['round']} | {r['labels_added']:,} | {agree} | {figures(r['after'])} |")
+        if "control" in run:
+            lines.append(f"| {run['seed']} | 2, no new labels | 0 | round 1's | {figures(run['control']['after'])} |")
     return "\n".join(lines)
+
+
+def control(folder: Path) -> None:
+    """Round 2's PPO, setting and seed, from the round-1 policy against the round-1 reward model; stored beside the
+    run's rounds as "control"."""
+    from rlhf_lib.lm import COURSE_MODEL
+    from rlhf_lib.loop import policy_figures, round_config
+    from rlhf_lib.pipeline import run_ppo
+    from rlhf_lib.recipes import recipe_config
+
+    settings = json.loads((folder / "pipeline.json").read_text())
+    cfg = round_config(recipe_config("whole-review", iterations=settings["iterations"], seed=settings["seed"]), 2)
+    start = time.perf_counter()
+    ppo = run_ppo(folder / "control", str(folder / "round-1" / "ppo" / "policy"), folder / "round-1" / "reward_model",
+                  cfg, 1000, task="whole", reference_name=str(COURSE_MODEL))
+    results = json.loads(RESULTS.read_text())
+    key = f"whole-review seed {settings['seed']}"
+    results[key]["control"] = dict(what="round 2's PPO against round 1's reward model (no new labels)",
+                                   after=policy_figures(ppo["after"]), seconds=round(time.perf_counter() - start, 1))
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def main(argv=None):
@@ -66,7 +95,11 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "loop")
     parser.add_argument("--collect", type=Path, nargs="*", default=[],
                         help="finished `pipeline --rounds` folders to add (default recipe)")
+    parser.add_argument("--control", type=Path, default=None,
+                        help="a finished two-round run (default recipe): PPO of round 2 against round 1's reward model")
     args = parser.parse_args(argv)
+    if args.control is not None:
+        control(args.control)
     for folder in args.collect:
         summary = json.loads((folder / "summary.json").read_text())
         settings = json.loads((folder / "pipeline.json").read_text())

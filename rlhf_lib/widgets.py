@@ -16,7 +16,7 @@ Pairs whose two completions are identical are left out (there is nothing to pref
 An error inside a click is shown in the widget, not lost in a log.
 
 A live figure shows how often your choices agree with the simulated annotator's
-(noise-free) taste, so you can see how your taste compares with VADER's.
+(noise-free) taste, so you can see how your taste compares with the reading person's.
 
 Rating mode scores one text at a time from 1 to 5 (`mode="rate"`; items are (prompt, completion)):
 

@@ -1,5 +1,5 @@
 """The teacher's figures from the class's labels: who labelled how much and when, how students agree
-with each other on the pairs they share, and how each agrees with the gold (noise-free VADER) taste."""
+with each other on the pairs they share, and how each agrees with the gold (the noise-free reading) taste."""
 
 from __future__ import annotations
 
