@@ -1,7 +1,7 @@
 """RLHF in rounds: the loop the field runs (InstructGPT, Anthropic's HH models and Llama 2 ran several rounds).
 
     round 1   the starting model's whole reviews, labelled -> reward model v1 -> PPO -> policy 1
-    round k   pairs of policy k-1's own whole reviews -> fresh labels -> reward model v(k-1) trained on, on
+    round k   pairs of policy k-1's own whole reviews -> fresh labels -> reward model v(k-1) trained further on
               the old labels and the new -> PPO again from policy k-1 (the reference stays the starting model)
 
 A reward model is only trustworthy on the kind of text it was trained on. After one round, PPO has moved
@@ -41,7 +41,8 @@ LOOP_ASSETS = Path(__file__).resolve().parents[1] / "assets" / "loop"
 ROUND_PAIRS = 2000
 """pairs of the current policy's whole reviews labelled in each round after the first"""
 NEW_PAIRS_PER_STEP = 32
-"""a new round's pairs make training batches of 32 (64 reviews, as many as a batch of round 1's groups)"""
+"""a new round's pairs make training batches of 32 pairs (64 reviews, as many reviews as a batch of round 1's, which
+holds every pair among them: 2,016)"""
 
 
 class LabelsNeeded(Exception):
@@ -243,7 +244,7 @@ def run_rounds(out, settings, reward_cfg, ppo_cfg, eval_samples: int = 500, resu
 
     Round 1 is the one-round pipeline's reward model and PPO. Every later round samples `settings.round_pairs`
     pairs of the current policy, labels them (the simulated person, or with settings.outside_labels the file
-    `round_labels`), trains the reward model on, on the old labels and the new, and runs PPO from the current
+    `round_labels`), trains the reward model further on the old labels and the new, and runs PPO from the current
     policy. The reference of every round is `start_model` (None: the course model). A finished step is skipped
     on `resume`; PPO continues from its checkpoint. Raises `LabelsNeeded` when a round waits for labels."""
     from rlhf_lib.lm import COURSE_MODEL, load_model
