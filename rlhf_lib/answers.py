@@ -151,18 +151,17 @@ ANSWERS: dict[str, tuple[str, str]] = {
         """,
     ),
     "8.1": (
-        "Rerun the main run with a fixed coefficient, whole_review_config(kl_coef=0.3, target_kl=None, "
-        "kl_budget=None), and with adam_eps=1e-8. What changes in the KL and clip-fraction panels, and why?",
+        "Rerun the main run with a fixed coefficient, whole_review_config(plain=True, target_kl=None), and with "
+        "adam_eps=1e-8. What changes in the KL and clip-fraction panels, and why?",
         """
-        Fixed coefficient. With beta fixed at 0.3 nothing steers the KL toward the 2.5-nat target: the KL
+        Fixed coefficient. With beta fixed at 0.3 nothing steers the KL toward the 2-nat target: the KL
         goes wherever the reward's gain per nat of drift balances beta (the optimum of notebook 08's
         objective, pi* proportional to pi_ref * exp(r / beta), has a KL set by beta alone). The adaptive
-        controller instead raises beta (by up to 20% per horizon of 128 responses, so up to 10% after a
+        controller instead raises beta (by up to 20% per horizon of 256 responses, so up to 5% after a
         batch of 64) when the KL is over its target and lowers it when there is room left, so its KL curve
-        follows the rising target; a batch over the 3-nat budget multiplies beta by 1.5 at once. With a fixed
-        beta the KL curve just follows the optimisation and can end above or below the budget. The clip
-        fraction and approx_kl of each update change little: they measure the step size of PPO, which
-        beta does not set.
+        rises to the target and stays near it. With a fixed beta the KL curve just follows the optimisation
+        and can end above or below the target. The clip fraction and approx_kl of each update change little:
+        they measure the step size of PPO, which beta does not set.
 
         adam_eps=1e-8. Adam's step for one weight is lr * m / (sqrt(v) + eps), with m and v running
         averages of the gradient and its square. Where a weight's gradient is much smaller than eps, the
@@ -223,8 +222,8 @@ ANSWERS: dict[str, tuple[str, str]] = {
 
         So the coefficient is a stopping rule in disguise: it sets how far from the reference the policy
         settles, and that distance decides whether it settles before or after the gold peak. That is why
-        notebook 08 states a KL budget in nats and lets the adaptive coefficient find the value that holds
-        it: the budget is what you choose, and you choose it below the point where a proxy like yours starts
+        notebook 08 states a KL target in nats and lets the adaptive coefficient find the value that holds
+        it: the target is what you choose, and you choose it below the point where a proxy like yours starts
         to fail (measured here with a gold judge; in practice with held-out human labels). A higher frontier
         needs something else: a better proxy (the best-of-n curves rise with more labels), or labels on the
         policy's own new samples.

@@ -210,6 +210,34 @@ def blind_spots(model, tokenizer, pairs, k: int = 5) -> list[dict]:
     return out
 
 
+def fooled(scores, texts, k: int = 5) -> dict:
+    """Where a reward model is fooled by a policy's reviews (`scores`: its score of each of `texts`). A model with
+    the reading person's taste ranks every broken review below every fluent one, so the broken reviews' mean rank
+    (0: the lowest score, 1: the highest) stays under the share of broken reviews; a model blind to grammar ranks
+    them like the others, about 0.5. Returns broken_share, broken_rank (None when no review is broken),
+    disliked_share (not positive by VADER, or not grammatical) and the k reviews it scores highest of those gold
+    dislikes (each: text, score, VADER compound, grammatical)."""
+    import numpy as np
+
+    from rlhf_lib.evaluate import POSITIVE_THRESHOLD, gold_sentiment, is_grammatical
+
+    scores, texts = np.asarray(scores, dtype=float), list(texts)
+    if len(scores) != len(texts) or len(texts) < 2:
+        raise ValueError(f"need one score a review and at least 2 reviews, got {len(scores)} scores for "
+                         f"{len(texts)} reviews")
+    compound = gold_sentiment(texts)
+    fluent = np.array([is_grammatical(t) for t in texts])
+    disliked = (compound <= POSITIVE_THRESHOLD) | ~fluent
+    order = np.argsort(-scores, kind="stable")  # highest score first
+    rank = np.empty(len(texts))
+    rank[order] = np.linspace(1.0, 0.0, len(texts))
+    return dict(broken_share=float((~fluent).mean()),
+                broken_rank=float(rank[~fluent].mean()) if (~fluent).any() else None,
+                disliked_share=float(disliked.mean()),
+                examples=[dict(text=texts[i], score=float(scores[i]), compound=float(compound[i]),
+                               grammatical=bool(fluent[i])) for i in order if disliked[i]][:k])
+
+
 def policy_figures(after: dict) -> dict:
     """From an `evaluate_whole` report: each start's positive rate, grammatical rate and exact KL."""
     return {where: {key: r[key] for key in ("positive_rate", "grammatical_rate", "kl_exact")}

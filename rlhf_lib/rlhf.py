@@ -10,6 +10,7 @@ The trainer is a handful of named pieces; `ppo_iteration` chains them, `train_rl
 | `value_estimates`       | policy with value head, Rollout       | values (B, R) before the update           |
 | `kl_shaped_rewards`     | score, logp, logp_ref, mask, beta     | rewards (B, R)                            |
 | `advantages_and_returns`| rewards, values, mask, gamma, lam     | advantages (B, R) whitened, returns (B, R)|
+| `ppo_loss`              | one minibatch's logp, advantages, values | loss, policy_loss, value_loss (scalars) |
 | `ppo_update`            | setup, Rollout, advantages, returns, values | figures of the update (dict)        |
 | `iteration_figures`     | one `Iteration`                       | dict of figures (score, KL, losses, ...)  |
 
@@ -548,19 +549,33 @@ def minibatch_updates(setup: RLHFSetup, batch: Rollout, policy_loss: Callable, l
     return dict(zip(names, np.mean(rows, axis=0)), first_ratio_gap=first_ratio_gap)
 
 
-def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values, logits_ref=None) -> dict:
-    """PPO's update (`minibatch_updates`): the clipped policy loss + vf_coef x the clipped value loss on each
-    minibatch (+ the anchors, when on). advantages, returns, values (before the update): (B, R); logits_ref: the
-    reference's (B, R, V) logits of the rollout when kept (otherwise each minibatch that needs them computes
-    its own). Returns the mean over minibatches of policy_loss, value_loss, entropy, approx_kl, clip_fraction
-    (and ptx_loss, kl_loss, implausible when on), and first_ratio_gap."""
+def ppo_loss(logp, logp_old, advantages, values, values_old, returns, mask, clip_eps: float = 0.2,
+             vf_coef: float = 0.1, value_clip_eps: float | None = 0.2):
+    """PPO's loss on a minibatch of right-padded responses, every tensor (b, R) and each term a mean over the
+    real tokens (mask 1), so a long response weighs more than a short one and the padding not at all:
+    (loss, policy_loss, value_loss), loss = policy_loss + vf_coef x value_loss. policy_loss is the clipped
+    surrogate of the ratio exp(logp - logp_old) (`clipped_surrogate`); value_loss is half the squared error of the
+    values against the returns, the larger of it and that of the values clipped to values_old +- value_clip_eps
+    when value_clip_eps is set (`value_loss`)."""
+    policy_loss = clipped_surrogate(logp, logp_old, advantages, clip_eps, mask)
+    v_loss = value_loss(values, returns, values_old, value_clip_eps, mask)
+    return policy_loss + vf_coef * v_loss, policy_loss, v_loss
+
+
+def ppo_update(setup: RLHFSetup, batch: Rollout, advantages, returns, values, logits_ref=None,
+               loss_fn: Callable = ppo_loss) -> dict:
+    """PPO's update (`minibatch_updates`): loss_fn (`ppo_loss`: the clipped policy loss + vf_coef x the clipped
+    value loss) on each minibatch, + the anchors when on. advantages, returns, values (before the update):
+    (B, R); logits_ref: the reference's (B, R, V) logits of the rollout when kept (otherwise each minibatch that
+    needs them computes its own). Returns the mean over minibatches of policy_loss, value_loss, entropy,
+    approx_kl, clip_fraction (and ptx_loss, kl_loss, implausible when on), and first_ratio_gap."""
     cfg, device = setup.cfg, setup.device
     adv, ret, values_old = (x.to(device) for x in (advantages, returns, values))
 
     def loss(idx, logp, logp_old, v, m):
-        pg_loss = clipped_surrogate(logp, logp_old, adv[idx], cfg.clip_eps, m)
-        v_loss = value_loss(v, ret[idx], values_old[idx], cfg.value_clip_eps, m)
-        return pg_loss + cfg.vf_coef * v_loss, {"policy_loss": pg_loss, "value_loss": v_loss}
+        total, pg_loss, v_loss = loss_fn(logp, logp_old, adv[idx], v, values_old[idx], ret[idx], m, cfg.clip_eps,
+                                         cfg.vf_coef, cfg.value_clip_eps)
+        return total, {"policy_loss": pg_loss, "value_loss": v_loss}
 
     return minibatch_updates(setup, batch, loss, logits_ref)
 

@@ -129,6 +129,12 @@ def _wrong_ppo_iteration(setup, prompts, beta):  # the KL penalty with its sign 
     return rlhf.Iteration(batch, score, logp_ref, values, rewards, advantages, returns, stats)
 
 
+def _wrong_ppo_loss(logp, logp_old, advantages, values, values_old, returns, mask, clip_eps, vf_coef, value_clip_eps):
+    """Means over every position, the padding included (x.mean() where the real tokens were meant)."""
+    return solutions.ppo_loss(logp, logp_old, advantages, values, values_old, returns, torch.ones_like(mask),
+                              clip_eps, vf_coef, value_clip_eps)
+
+
 # A plausible mistake for every exercise: each must fail in the comparison, not by raising.
 WRONG = {
     "discounted_return": lambda rewards, gamma: sum(gamma ** (t + 1) * r for t, r in enumerate(rewards)),
@@ -160,6 +166,7 @@ WRONG = {
     "label_into": _wrong_label_into,
     "kl_shaped_rewards": lambda score, lp, lr, mask, beta:
         solutions.kl_shaped_rewards(score, lr, lp, mask, beta),  # sign
+    "ppo_loss": _wrong_ppo_loss,
     "ppo_iteration": _wrong_ppo_iteration,
     "adaptive_beta": lambda beta, kl, target, n, horizon: beta * (1 + (kl / target - 1) * n / horizon),  # no clip
     "dpo_loss": lambda pc, pr, rc, rr, beta: -torch.nn.functional.logsigmoid(beta * (pc - pr)).mean(),  # no reference

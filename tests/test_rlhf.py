@@ -435,13 +435,18 @@ def test_the_loop_checker_finds_a_plausible_mistake():
     def with_the_wrong_kl_sign(setup, prompts, beta):
         return solutions.ppo_iteration(setup, prompts, -beta)
 
-    def without_sentence_rewards(setup, prompts, beta):  # the shaping left out of the rewards
-        setup.cfg = replace_cfg(setup.cfg, sentence_rewards=False)
-        return solutions.ppo_iteration(setup, prompts, beta)
+    def with_the_padding_in_the_loss(setup, prompts, beta):  # the loss averaged over every position
+        real = solutions.loss
+        try:
+            solutions.loss = lambda logp, old, adv, v, v_old, ret, mask, *rest: solutions.ppo_loss(
+                logp, old, adv, v, v_old, ret, torch.ones_like(mask), *rest)
+            return solutions.ppo_iteration(setup, prompts, beta)
+        finally:
+            solutions.loss = real
 
     assert "advantages" in compare_ppo_iteration(without_whitening)
     assert "rewards" in compare_ppo_iteration(with_the_wrong_kl_sign)
-    assert "rewards" in compare_ppo_iteration(without_sentence_rewards)
+    assert "policy_loss" in compare_ppo_iteration(with_the_padding_in_the_loss)
 
 
 def test_rlhf_learns_a_probe_reward():

@@ -119,7 +119,7 @@ def test_answers_print_and_unknown_numbers_are_named(capsys):
 
 def test_every_figure_is_shown_somewhere():
     shown = "\n".join([markdown(p) for p in NOTEBOOKS] + [p.read_text() for p in ROOT.glob("*.md")]
-                      + [p.read_text() for p in (ROOT / "docs").glob("*.md")])
+                      + [p.read_text() for folder in ("docs", "benchmarks") for p in (ROOT / folder).glob("*.md")])
     unused = [f.name for f in (ROOT / "assets" / "figures").glob("*.png") if f"figures/{f.name}" not in shown]
     assert not unused, f"figures no notebook or document shows: {unused}"
 

@@ -25,7 +25,7 @@ the learner's code:
     rl_core.py          notebooks 00-03: returns, tabular RL, REINFORCE and PPO updates on tiny networks
     language_models.py  notebooks 04-05: log-probs, KL, labels, the SFT loss and step
     preferences.py      notebooks 06-07: Bradley-Terry, agreement, labelling into a file, the reward-model step
-    rlhf_loop.py        notebook 08: KL-shaped rewards, the adaptive beta, one PPO-RLHF iteration
+    rlhf_loop.py        notebook 08: KL-shaped rewards, the PPO loss, the adaptive beta, one PPO-RLHF iteration
     beyond_ppo.py       notebooks 09-10: best-of-n, Gao et al.'s fit, the DPO loss, leave-one-out baselines
 """
 

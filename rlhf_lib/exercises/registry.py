@@ -160,10 +160,15 @@ EXERCISES = {
         "Every real token pays the KL penalty -beta * (logp - logp_ref): a penalty, so mind the sign, and the\n"
         "padding (mask 0) pays nothing. The score goes on the LAST real token of each row only, on top of its\n"
         "penalty: responses are right-padded, so find that index from the mask."),
+    "ppo_loss": Exercise("08", loop.ref_ppo_loss, loop.ppo_loss_cases,
+        "Every mean is over the REAL tokens: (x * mask).sum() / mask.sum(), never x.mean() over the padding.\n"
+        "The ratio is exp(logp - logp_old); take the MINIMUM of ratio * A and clip(ratio) * A, then negate it.\n"
+        "With value_clip_eps, clip the VALUES to values_old +- eps (not the error); keep the larger error; halve.",
+        run=loop.run_ppo_loss),
     "ppo_iteration": Exercise("08", loop.ref_ppo_iteration, lambda rng: [],
         "Follow the loop's order: rollout, scores, reference log-probs (keep_logits=True) and old values,\n"
         "KL-shaped rewards (+ sentence_shaping(...) if cfg.sentence_rewards), advantages (GAE, then whitening),\n"
-        "ppo_update(..., logits_ref). Use the batch's mask everywhere, and the current beta, not cfg.kl_coef.",
+        "ppo_update(..., logits_ref, loss_fn=ppo_loss), your loss. The batch's mask everywhere; beta, not cfg.kl_coef.",
         compare=loop.compare_ppo_iteration),
     "adaptive_beta": Exercise("08", loop.ref_adaptive_beta,
         lambda rng: [(0.2, kl, 3.0, 64, 2000) for kl in (0.5, 2.9, 3.0, 3.3, 12.0)] + [(0.05, 1.0, 6.0, 512, 10_000)],
