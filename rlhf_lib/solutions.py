@@ -294,7 +294,7 @@ def label_into(path, annotator, pairs):
 
 
 def bt_loss(r_chosen, r_rejected):
-    losses = [np.log1p(np.exp(-(c - r))) for c, r in zip(r_chosen, r_rejected)]  # -log sigmoid(c - r)
+    losses = [np.logaddexp(0.0, -(c - r)) for c, r in zip(r_chosen, r_rejected)]  # -log sigmoid(c - r), no overflow
     return float(np.mean(losses))
 
 

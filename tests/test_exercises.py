@@ -220,11 +220,14 @@ def test_checker_rejects_a_plausible_mistake_in_the_comparison(name, capsys):
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_every_exercise_has_a_hint(name, capsys):
+    """One bullet a sentence (a sentence wrapped over two lines of the registry prints as one), one to three."""
     hint(name)
     lines = capsys.readouterr().out.splitlines()
-    nudges = EXERCISES[name].hint.strip().splitlines()
-    assert 1 <= len(nudges) <= 3, nudges
-    assert lines == [f"Hints for {name}:"] + [f"  - {nudge}" for nudge in nudges]
+    assert lines[0] == f"Hints for {name}:" and all(line.startswith("  - ") for line in lines[1:]), lines
+    bullets = [line[4:] for line in lines[1:]]
+    assert " ".join(bullets) == " ".join(line.strip() for line in EXERCISES[name].hint.strip().splitlines())
+    assert 1 <= len(bullets) <= 3, bullets
+    assert all(b.endswith((".", "!", "?", ".)")) for b in bullets), bullets
 
 
 def test_the_message_names_the_entry_that_differs(capsys):
@@ -331,3 +334,68 @@ def test_the_notebook_trains_with_the_learners_build_it_function(name, notebook)
     assert "raise NotImplementedError" in stub and f'check("{name}", {name})' in stub
     assert f'# hint("{name}")' in stub and f'# reveal("{name}")' in stub
     assert any(f'use_or_library("{name}", {name})' in c for c in code)
+
+
+def _spoil(value):
+    """Overwrite a mutable input in place (lists, arrays, tensors, dicts, nested), as an in-place answer would."""
+    if isinstance(value, torch.Tensor):
+        with torch.no_grad():
+            value.fill_(7.0) if value.is_floating_point() else value.fill_(1)
+    elif isinstance(value, np.ndarray) and value.flags.writeable:
+        value.fill(7)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, (list, dict, np.ndarray, torch.Tensor)):
+                _spoil(v)
+            elif isinstance(v, float):
+                value[i] = 7.0
+    elif isinstance(value, dict):
+        for v in value.values():
+            _spoil(v)
+
+
+@pytest.mark.parametrize("name", [n for n, ex in EXERCISES.items() if ex.compare is None and ex.run is None])
+def test_a_right_answer_that_changes_its_inputs_in_place_passes(name, capsys):
+    """check gives the learner's function and the reference each their own copy of a case: an answer that
+    overwrites its inputs (reward_to_go computed in the rewards list, say) is still compared fairly. (The
+    exercises with a `run` are trainers: updating their tables and weights in place is their job.)"""
+    import copy
+
+    right = getattr(solutions, name)
+
+    def in_place(*args, **kwargs):
+        result = right(*copy.deepcopy(args), **copy.deepcopy(kwargs))
+        for value in (*args, *kwargs.values()):
+            _spoil(value)
+        return result
+
+    assert check(name, in_place), capsys.readouterr().out
+
+
+def test_a_crash_names_the_line_of_the_learners_code(capsys):
+    def to_go(rewards, gamma):
+        out = list(rewards)
+        return out[len(out)]  # one past the end
+
+    assert not check("reward_to_go", to_go)
+    out = capsys.readouterr().out
+    assert "IndexError" in out and "return out[len(out)]  # one past the end" in out and "of to_go" in out, out
+
+
+def test_the_per_token_rewards_check_sees_a_reward_that_ignores_the_mask(capsys):
+    def unmasked(score, logp, logp_ref, mask, beta):  # the penalty paid on the padding too
+        rewards = -beta * (logp - logp_ref)
+        last = mask.sum(-1).long() - 1
+        rewards[torch.arange(len(score)), last] += score
+        return rewards
+
+    assert not check("kl_shaped_rewards", unmasked)
+
+
+def test_the_preference_loss_check_holds_at_large_margins(capsys):
+    def naive(r_chosen, r_rejected):  # exp(800) overflows to inf
+        return float(np.mean([np.log(1 + np.exp(-(c - r))) for c, r in zip(r_chosen, r_rejected)]))
+
+    with np.errstate(over="ignore"):
+        assert not check("bt_loss", naive)
+    assert "expected" in capsys.readouterr().out

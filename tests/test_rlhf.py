@@ -446,7 +446,11 @@ def test_the_loop_checker_finds_a_plausible_mistake():
 
     assert "advantages" in compare_ppo_iteration(without_whitening)
     assert "rewards" in compare_ppo_iteration(with_the_wrong_kl_sign)
+    def with_the_config_beta(setup, prompts, beta):  # cfg.kl_coef where the adapted beta was given
+        return solutions.ppo_iteration(setup, prompts, setup.cfg.kl_coef)
+
     assert "policy_loss" in compare_ppo_iteration(with_the_padding_in_the_loss)
+    assert "rewards" in compare_ppo_iteration(with_the_config_beta)
 
 
 def test_rlhf_learns_a_probe_reward():

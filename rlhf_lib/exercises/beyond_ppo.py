@@ -67,7 +67,7 @@ def run_dpo_loss(fn, policy_chosen_logps, policy_rejected_logps, ref_chosen_logp
         raise TypeError("return a torch tensor computed from the inputs (no .item(), no numpy): training "
                         "needs its gradient")
     loss.backward()
-    return dict(loss=float(loss), grad_chosen=pc.grad.numpy(), grad_rejected=pr.grad.numpy())
+    return dict(loss=float(loss.detach()), grad_chosen=pc.grad.numpy(), grad_rejected=pr.grad.numpy())
 
 
 def ref_leave_one_out(rewards, k):

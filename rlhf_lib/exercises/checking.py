@@ -6,8 +6,11 @@ a `Verdict`, true when the function is right. An unfinished exercise does not st
 
 from __future__ import annotations
 
+import copy
 import inspect
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -73,18 +76,19 @@ def check(name: str, fn: Callable, seed: int = 0, quiet: bool = False) -> Verdic
 
 
 def _compare_cases(name: str, ex: Exercise, fn: Callable, seed: int) -> str:
-    """The verdict of `fn` against the reference on the exercise's cases."""
+    """The verdict of `fn` against the reference on the exercise's cases. Each call gets its own copy of the
+    case, so a right answer that changes its inputs in place is compared with the reference on the same inputs."""
     message = f"{name}: correct!"
     for case in ex.cases(np.random.default_rng(seed)):
         try:
-            got = _call(ex, fn, case)
+            got = _call(ex, fn, copy.deepcopy(case))
         except NotImplementedError:
             message = f"{name}: not done yet. Fill in the function, run the cell again."
             break
         except Exception as err:  # a learner's bug: show it, do not stop the notebook
-            message = f"{name}: your function raised {type(err).__name__}: {err}"
+            message = f"{name}: your function raised {type(err).__name__}: {err}{_where(err)}"
             break
-        difference = _difference(_call(ex, ex.reference, case), got, ex.atol)
+        difference = _difference(_call(ex, ex.reference, copy.deepcopy(case)), got, ex.atol)
         if difference:
             message = f"{name}: not yet. For {_describe(case)}\n  {difference}"
             break
@@ -146,8 +150,23 @@ def _run_comparison(name: str, ex: Exercise, fn: Callable) -> str:
     except NotImplementedError:
         return f"{name}: not done yet. Fill in the function, run the cell again."
     except Exception as err:  # a learner's bug: show it, do not stop the notebook
-        return f"{name}: your function raised {type(err).__name__}: {err}"
+        return f"{name}: your function raised {type(err).__name__}: {err}{_where(err)}"
     return f"{name}: not yet. {problem}" if problem else f"{name}: correct!"
+
+
+LIBRARY = Path(__file__).resolve().parents[1]
+
+
+def _where(err: BaseException) -> str:
+    """Where in the learner's code an error was raised: the last frame outside the library and outside the
+    packages it calls (a line of a notebook cell, or of the learner's own file); "" when there is none."""
+    for frame in reversed(traceback.extract_tb(err.__traceback__)):
+        path = Path(frame.filename)
+        if LIBRARY in path.parents or "site-packages" in path.parts or frame.filename.startswith("<frozen"):
+            continue
+        code = f": {frame.line.strip()}" if frame.line else ""
+        return f"\n  at line {frame.lineno} of {frame.name}{code}"
+    return ""
 
 
 def _fmt(arg):
@@ -160,10 +179,21 @@ def _fmt(arg):
 
 
 def hint(name: str) -> None:
-    """Print one or two nudges about the usual mistakes in this exercise."""
+    """Print one or two nudges about the usual mistakes in this exercise, one bullet a sentence: a line that
+    does not end a sentence goes on in the next."""
     print(f"Hints for {name}:")
-    for line in _exercise(name).hint.splitlines():
-        print(f"  - {line}")
+    for nudge in _nudges(_exercise(name).hint):
+        print(f"  - {nudge}")
+
+
+def _nudges(text: str) -> list[str]:
+    nudges: list[str] = []
+    for line in text.strip().splitlines():
+        if nudges and not nudges[-1].rstrip().endswith((".", "!", "?", ".)")):
+            nudges[-1] += " " + line.strip()
+        else:
+            nudges.append(line.strip())
+    return nudges
 
 
 def reveal(name: str) -> None:

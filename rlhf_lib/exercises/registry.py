@@ -139,9 +139,10 @@ EXERCISES = {
         "a, b, annotator.compare(prompt, a, b), annotator.name), then append_record at once; count them.",
         compare=prefs.compare_label_into),
     "bt_loss": Exercise("07", prefs.ref_bt_loss,
-        lambda rng: [(rng.normal(size=n).round(3).tolist(), rng.normal(size=n).round(3).tolist()) for n in (1, 5, 20)],
+        lambda rng: [(rng.normal(size=n).round(3).tolist(), rng.normal(size=n).round(3).tolist()) for n in (1, 5, 20)]
+        + [([800.0, -3.0, 40.0], [-1.0, 797.0, 0.5])],  # margins of +-800: exp overflows where it is written naively
         "Chosen first in the difference, and mind the minus: the loss falls as chosen scores above rejected.\n"
-        "Average over the pairs, do not sum; np.log1p keeps the small values exact."),
+        "Average over the pairs, do not sum; -log sigmoid(d) is np.logaddexp(0, -d), which never overflows."),
     "last_real_index": Exercise("07", prefs.ref_last_real_index,
         lambda rng: [([0, 0, 1, 1, 1], ), ([1, 1, 1, 0, 0], ), ([1, 0, 0, 0], ), ([0, 0, 0, 1], )],
         "You want a position, not a count: with left padding, sum(mask) - 1 is not the last real index.\n"
@@ -153,8 +154,9 @@ EXERCISES = {
         compare=lm.compare_response_logprobs),
     "reward_model_step": Exercise("07", prefs.ref_reward_model_step, lambda rng: [],
         "Score chosen and rejected texts (prompt + completion) in ONE batch, chosen rows first, then split.\n"
-        "Clear the old gradients before backward, and clip the gradient norm to 1.0 before the step.\n"
-        "Return the loss and both rewards detached: they are figures to log, not part of the graph.",
+        "The loss is -log sigmoid(r_chosen - r_rejected): chosen minus rejected, not the other way round.\n"
+        "Clear the old gradients before backward and clip the gradient norm to 1.0 before the step;\n"
+        "return the loss and both rewards detached: they are figures to log, not part of the graph.",
         compare=prefs.compare_reward_model_step),
     "kl_shaped_rewards": Exercise("08", loop.ref_kl_shaped_rewards, loop.kl_shaped_rewards_cases,
         "Every real token pays the KL penalty -beta * (logp - logp_ref): a penalty, so mind the sign, and the\n"
@@ -166,9 +168,9 @@ EXERCISES = {
         "With value_clip_eps, clip the VALUES to values_old +- eps (not the error); keep the larger error; halve.",
         run=loop.run_ppo_loss),
     "ppo_iteration": Exercise("08", loop.ref_ppo_iteration, lambda rng: [],
-        "Follow the loop's order: rollout, scores, reference log-probs (keep_logits=True) and old values,\n"
-        "KL-shaped rewards (+ sentence_shaping(...) if cfg.sentence_rewards), advantages (GAE, then whitening),\n"
-        "ppo_update(..., logits_ref, loss_fn=ppo_loss), your loss. The batch's mask everywhere; beta, not cfg.kl_coef.",
+        "Follow the table's order: rollout, scores, the reference's log-probs and the old values, then kl_rewards,\n"
+        "advantages_and_returns (GAE, then whitening) and ppo_update(setup, batch, ..., loss_fn=loss).\n"
+        "Pay the KL with the beta you are given (train_rlhf adapts it), not cfg.kl_coef; use the batch's mask.",
         compare=loop.compare_ppo_iteration),
     "adaptive_beta": Exercise("08", loop.ref_adaptive_beta,
         lambda rng: [(0.2, kl, 3.0, 64, 2000) for kl in (0.5, 2.9, 3.0, 3.3, 12.0)] + [(0.05, 1.0, 6.0, 512, 10_000)],

@@ -24,8 +24,9 @@ def kl_shaped_rewards_cases(rng):
     for lengths, beta in (([1], 0.0), ([4, 2, 6], 0.2), ([3, 3, 1, 5], 0.05)):
         R = max(lengths)
         mask = torch.tensor([[1.0] * n + [0.0] * (R - n) for n in lengths])  # (B, R)
-        logp = torch.tensor(rng.uniform(-4, 0, size=(len(lengths), R)), dtype=torch.float32) * mask
-        logp_ref = torch.tensor(rng.uniform(-4, 0, size=(len(lengths), R)), dtype=torch.float32) * mask
+        # the padding holds log-probs too (as a batch's may), so a reward that ignores the mask shows
+        logp = torch.tensor(rng.uniform(-4, 0, size=(len(lengths), R)), dtype=torch.float32)
+        logp_ref = torch.tensor(rng.uniform(-4, 0, size=(len(lengths), R)), dtype=torch.float32)
         cases.append((torch.tensor(rng.normal(size=len(lengths)), dtype=torch.float32), logp, logp_ref, mask, beta))
     return cases
 
@@ -94,12 +95,13 @@ PIPELINE = (("batch.response_ids", "rollout"), ("batch.logp", "rollout"), ("scor
 """the tensors of an `Iteration` in the loop's order, each with the piece that computes it"""
 
 
-def compare_ppo_iteration(fn, cfg: RLHFConfig | None = None, beta: float = 0.2) -> str | None:
+def compare_ppo_iteration(fn, cfg: RLHFConfig | None = None, beta: float = 0.35) -> str | None:
     """None if fn(setup, prompts, beta) -> Iteration does what `ppo_iteration` does from the same setup (the
     course model, a reference slightly off it, the shipped reward model, a small batch of reviews of a few
-    sentences): every tensor within 1e-5, the
-    update's figures within a relative 1e-4, the weights after it within 1e-3 (Adam turns rounding in near-zero
-    gradients into steps of up to the learning rate). Otherwise says what differs first, in the loop's order."""
+    sentences; beta 0.35, not the config's kl_coef, so a loop that reads cfg.kl_coef shows): every tensor within
+    1e-5, the update's figures within a relative 1e-4, the weights after it within 1e-3 (Adam turns rounding in
+    near-zero gradients into steps of up to the learning rate). Otherwise says what differs first, in the loop's
+    order."""
     from rlhf_lib.lm import COURSE_MODEL, load_model
     from rlhf_lib.reviews import PROMPTS
     from rlhf_lib.reward_model import load_reward_model
