@@ -109,9 +109,11 @@ ANSWERS: dict[str, tuple[str, str]] = {
         lesson ("write positively"), and the demonstrations had to be *filtered* first: we kept only
         reviews that VADER scores at 0.5 or more.
 
-        That filter is itself feedback. Sampling many reviews and keeping the best is rejection sampling
-        (best-of-n), and fine-tuning on the survivors is best-of-n fine-tuning: the judge's preference,
-        not the writer's skill, decides what the model learns. A preference costs one click per pair;
+        That filter is itself feedback. Sampling reviews and keeping every one that passes a threshold is
+        rejection sampling, and fine-tuning on the survivors is rejection-sampling fine-tuning: the judge's
+        preference, not the writer's skill, decides what the model learns. (Best-of-n keeps the single best of
+        n draws: a different distribution, whose KL from the writer is at most log n - (n - 1) / n, where
+        rejection sampling's is -log P(accept).) A preference costs one click per pair;
         notebook 06 collects 2,000 of them in the time a person writes a few dozen reviews.
         """,
     ),

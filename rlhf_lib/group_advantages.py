@@ -86,8 +86,9 @@ def aggregate(per_token_loss: torch.Tensor, mask: torch.Tensor, how: str = "sequ
 
 
 def k3_kl(logp: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:
-    """Per-token k3 estimate of KL(pi || pi_ref) from tokens sampled from pi, (B, T): never negative,
-    and its gradient pulls logp toward logp_ref. GRPO adds beta times it to the per-token loss."""
+    """Per-token k3 estimate of KL(pi || pi_ref) from tokens sampled from pi, (B, T): never negative. GRPO adds
+    beta times it to the per-token loss, where its expected gradient is that of the other KL, KL(pi_ref || pi)
+    (notebook 04): it pulls logp toward logp_ref, not along the objective's gradient."""
     log_r = logp_ref - logp
     return torch.expm1(log_r) - log_r
 

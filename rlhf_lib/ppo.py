@@ -122,7 +122,8 @@ def clip_fraction(logp, logp_old, clip_eps: float = 0.2, mask=None) -> torch.Ten
 
 
 def explained_variance(values, returns, mask=None) -> float:
-    """1 - Var(G - V) / Var(G): 1 is a perfect critic, 0 no better than a constant."""
+    """1 - Var(R - V) / Var(R), R the returns the values are fitted to: 1 is a perfect critic, 0 no better than
+    a constant."""
     var_g = masked_mean((returns - masked_mean(returns, mask)) ** 2, mask)
     err = returns - values
     var_e = masked_mean((err - masked_mean(err, mask)) ** 2, mask)

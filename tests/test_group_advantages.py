@@ -129,3 +129,26 @@ def test_grpo_loss_equals_trl(how, trl_type, beta):
     other = "token" if how != "token" else "sequence"  # a wrong aggregation fails the same comparison
     wrong = aggregate(grpo_token_loss(logp, logp_old, advantages, 0.2, logp_ref, beta), mask, other, max_length=T + 3)
     assert abs(float(wrong) - float(want)) > 1e-4
+
+
+def test_k3_as_a_loss_follows_the_other_kl_and_k2_the_objectives():
+    """Notebooks 04 and 10: differentiated as a loss on tokens sampled from pi (their probabilities held fixed),
+    k3 = rho - 1 - log rho has the expected gradient of KL(pi_ref || pi), and k2 = (log rho)^2 / 2 that of
+    KL(pi || pi_ref). Checked exactly on a small vocabulary: the expectation is a sum over it."""
+    torch.manual_seed(0)
+    logits, logp_ref = torch.randn(7, requires_grad=True), torch.randn(7).log_softmax(0)
+
+    def expected_gradient(per_token):
+        logp = logits.log_softmax(0)
+        return torch.autograd.grad((logp.exp().detach() * per_token(logp)).sum(), logits)[0]
+
+    def gradient(kl):
+        return torch.autograd.grad(kl(logits.log_softmax(0)), logits)[0]
+
+    k3_grad = expected_gradient(lambda logp: k3_kl(logp, logp_ref))
+    k2_grad = expected_gradient(lambda logp: 0.5 * (logp_ref - logp) ** 2)
+    forward = gradient(lambda logp: (logp_ref.exp() * (logp_ref - logp)).sum())  # KL(pi_ref || pi)
+    reverse = gradient(lambda logp: (logp.exp() * (logp - logp_ref)).sum())  # KL(pi || pi_ref)
+    torch.testing.assert_close(k3_grad, forward)
+    torch.testing.assert_close(k2_grad, reverse)
+    assert not torch.allclose(k3_grad, reverse, atol=1e-3)
