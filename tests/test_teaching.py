@@ -159,3 +159,21 @@ def test_chinese_readme_has_the_same_commands():
     english = fence.findall((ROOT / "README.md").read_text())
     chinese = fence.findall((ROOT / "README.zh-CN.md").read_text())
     assert english[:2] == chinese[:2] and len(english) >= 2
+
+
+def test_every_notebook_from_01_on_ends_with_a_recap_before_its_assertion():
+    """A markdown cell starting **Recap.** (what was built, what was measured, what comes next) comes after every
+    exercise and question of the notebook and before its last code cell, the promise's assertion."""
+    for path in NOTEBOOKS:
+        if path.name[:2] < "01":
+            continue
+        cells = json.loads(path.read_text())["cells"]
+        recaps = [i for i, c in enumerate(cells)
+                  if c["cell_type"] == "markdown" and "".join(c["source"]).lstrip().startswith("**Recap.**")]
+        last_code = max(i for i, c in enumerate(cells) if c["cell_type"] == "code")
+        assert len(recaps) == 1 and recaps[0] < last_code, f"{path.name}: recap cells at {recaps}"
+        posed = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                 and re.match(r"\*\*(Question|Exercise) \d+\.\d+", "".join(c["source"]).lstrip())]
+        assert all(i < recaps[0] for i in posed), f"{path.name}: a question or exercise after the recap"
+        text = "".join(cells[recaps[0]]["source"])
+        assert "Next:" in text and text.count("\n- ") >= 2, f"{path.name}: a recap lists what was done and what is next"
