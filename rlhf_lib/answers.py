@@ -37,14 +37,35 @@ ANSWERS: dict[str, tuple[str, str]] = {
         much the policy explores (its temperature) is part of what it learns to be good.
         """,
     ),
+    "1.2": (
+        'Give the classic world no step cost, `GridWorld(dataclasses.replace(LAYOUTS["classic"], step_reward=0.0))` '
+        '(with `import dataclasses` and `from rlhf_lib.envs import LAYOUTS`), and run `value_iteration` on it with '
+        '$\\gamma = 1$. What are $V^*$ and the greedy policy, and which warning of the value-iteration section does '
+        'this illustrate?',
+        """
+        With no step cost and no discount, every route that avoids the pit is worth the goal's +1, however
+        long, so V* = 1 in every live state; value iteration from V = 0 finds that in a few sweeps. But the
+        values no longer tell a useful move from a useless one: a move into a wall leaves the agent where it
+        is, worth 1, just like a step toward the goal. Every action except a step into the pit ties at Q = 1,
+        `argmax` takes the first tied action, in most states "up", and the greedy policy walks from the start
+        to the top-left corner and pushes into the wall forever. Its real return is 0.
+
+        This is the warning about an agent that can circle forever at no cost. The Bellman equation also loses
+        its single solution: any constant c >= 1 in every live state satisfies it, and value iteration started
+        there would never move. A step cost, or any gamma < 1, makes a wasted step cost something and breaks
+        the ties. RLHF also has gamma = 1; there every episode ends, at the end-of-text token or the length
+        limit.
+        """,
+    ),
     "2.1": (
         "Set normalize=True with baseline='none'. Why does dividing the returns by their standard "
         "deviation help?",
         """
-        In CartPole the reward to go G_t of an early step is roughly the episode's remaining length:
-        about 20 for a random policy, up to 500 for a good one. The REINFORCE gradient is proportional to
-        these numbers, so a fixed learning rate is too timid at first and far too large later, when one
-        batch of 500-step episodes produces a huge step that can throw a good policy away.
+        In CartPole the reward to go G_t of an early step grows with the episode's remaining length:
+        about 20 for a random policy, up to about 100 for a good one (gamma = 0.99 caps it at
+        1 / (1 - gamma)). The REINFORCE gradient is proportional to these numbers, so a fixed learning rate
+        is too timid at first and far too large later, when one batch of 500-step episodes produces a huge
+        step that can throw a good policy away.
 
         Dividing by the batch's standard deviation makes the size of the weights, and so of the step,
         about the same at every stage: an adaptive step size. It keeps the direction of each batch's
@@ -54,6 +75,24 @@ ANSWERS: dict[str, tuple[str, str]] = {
         as well (whitening, as PPO does with its advantages) adds a batch-mean baseline; that is slightly
         biased because the mean includes the sample itself (the leave-one-out baseline of the bandit
         section avoids this).
+        """,
+    ),
+    "2.2": (
+        'Suppose the bandit of the 20-seed runs paid 0 for a success and $-1$ for a failure (every reward 1 lower): '
+        'without a baseline, would more or fewer runs get stuck on a worse arm? Explain with the variance plot ("the '
+        'best baseline is near the mean").',
+        """
+        Fewer. Taking 1 off every reward is the constant baseline b = 1: it does not depend on the action, so
+        the expected gradient is unchanged (E[grad log pi] = 0), and only the noise changes. On the variance
+        plot, b = 1 lies near the minimum (at the mean reward, 0.8), far below b = 0. For a 0/1 reward the
+        factor (R - b)^2 averages to the success rate at b = 0 and to the failure rate at b = 1: about 0.8
+        against 0.2 for these arms.
+
+        The mechanism changes too. With rewards 0 and 1, a pull is ignored or pushes its own arm up, so an arm
+        that happens to be drawn often is pushed more and drawn more still; with lr = 2 that can lock a run
+        onto a worse arm. With 0 and -1, a pull pushes its arm down only when it fails: an arm drawn often is
+        criticised often, which spreads the draws out again, and the best arm, failing least, is pushed down
+        least. What matters is how far b lies from the mean reward: b = 3 would be far noisier than none.
         """,
     ),
     "3.1": (
@@ -75,6 +114,26 @@ ANSWERS: dict[str, tuple[str, str]] = {
         is 0 by construction, and the return curve becomes erratic: it can rise, collapse and recover,
         and a run can get stuck on a bad policy. With the clip, each sample stops pushing once its ratio
         leaves [1 - eps, 1 + eps], so approx_kl per iteration stays small and steady.
+        """,
+    ),
+    "3.2": (
+        '`collect_rollout` bootstraps an episode cut off at 500 steps from $V$. Suppose it treated the cut like a '
+        'fall instead (reward 1, nothing after): what value targets would the critic get for the last steps of a '
+        '500-step episode, why can it not fit them, and what happens to the advantages?',
+        """
+        The last step would get a target of exactly 1 (advantage 1 - V, plus V). The steps before it lose the
+        bootstrapped value, about 99, with the weight (gamma lambda)^k at k steps before the cut, so their
+        targets fall toward 1 over the last few dozen steps, while mid-episode steps still get about 100.
+        CartPole's four observed numbers contain no clock: a balanced state at step 495 looks like one at
+        step 200. The critic gets targets near 100 and near 1 for the same kind of state and can only fit
+        something in between: its loss cannot reach 0.
+
+        The last steps' advantages become large and negative whatever action was taken: a penalty for the
+        time, not the action. As the cut does not depend on the action, it pushes in roughly no consistent
+        direction, but it adds large noise once the policy reaches 500, and in whitening these outliers
+        inflate the standard deviation and shrink every other advantage. The consistent fixes: bootstrap at
+        the cut, as the library does (the episode is not over), or put the time left into the observation,
+        making the limit a visible end (Pardo et al., 2018).
         """,
     ),
     "4.1": (
@@ -100,6 +159,25 @@ ANSWERS: dict[str, tuple[str, str]] = {
         problem only when the samples do not come from pi (notebook 08's forced minimum length).
         """,
     ),
+    "4.2": (
+        'In the credit-assignment cell, call `discounted_returns` with `gamma=0.9` instead of 1. How much of the '
+        'score reaches the first token of the review, and what would a policy trained on these returns learn about '
+        'the length of its reviews?',
+        """
+        With gamma = 0.9 the return of token t is 0.9^(n - 1 - t) times the score: the last token keeps all
+        of it, and the first token of a 20-token review gets 0.9^19, about 0.14 of it. That is backwards for
+        a review. The first tokens after a prompt such as "The plot was" are the adjective (or a negation or
+        intensifier before it), often the words that most decide the sentiment, yet they get the least credit.
+
+        Discounting also changes what is best. From the first token the return is gamma^(n - 1) times the
+        score, so a review judged positive is worth more the shorter it is, and one judged negative is worth
+        more the longer it is (the verdict comes later and counts less). The policy would learn to be brief
+        when it expects praise and to ramble when it expects a bad score: a length bias no reader asked for.
+        With gamma = 1 every token gets the whole score, and no discount is needed to keep sums finite: every
+        response ends, at end-of-text or at max_new_tokens. Notebook 08 keeps gamma = 1 and cuts
+        the variance with a critic and GAE's lambda (0.95).
+        """,
+    ),
     "5.1": (
         "How many demonstrations did the first SFT run use, and how many words is that?",
         """
@@ -117,6 +195,27 @@ ANSWERS: dict[str, tuple[str, str]] = {
         notebook 06 collects 2,000 of them in the time a person writes a few dozen reviews.
         """,
     ),
+    "5.2": (
+        'In Exercise 5.3, suppose `sft_step` compared the logits at each position with the label at the *same* '
+        'position, forgetting the shift by one. What would the loss curve show, and what would the model write after '
+        'training?',
+        """
+        The loss would fall fast, far below the real run's, and the model would be ruined. In a causal
+        transformer the output at position t is computed from tokens 0 to t, the token at t included.
+        Without the shift, each completion position's target is the token the model is reading there: the
+        task becomes "copy your input", not "predict the next token". Copying is easy (the token's own
+        embedding sits in the residual stream, and the course GPT-2 scores its outputs with the same, tied,
+        embedding matrix), so the curve heads toward 0; an honest loss cannot go below the demonstrator's
+        uncertainty about the next word.
+
+        Sampling asks what follows the prompt, and the model has learned to answer with the token it last
+        read, so it would most likely write "The plot was was was ..." up to the 64-token limit: end-of-text
+        was a target only where end-of-text was the input. VADER calls such text neutral and the grammar
+        rejects it, so the promise's checks fail. This is why the checker of 5.3 names the shift first when
+        your first loss differs from the library's. A loss that looks too good is a bug until shown
+        otherwise.
+        """,
+    ),
     "6.1": (
         "Copy the file labels_path, break one line of the copy and read it with read_records. What does the "
         "error say, and is the file changed?",
@@ -129,6 +228,26 @@ ANSWERS: dict[str, tuple[str, str]] = {
         writes, so the other lines, and the labels a person spent an hour on, are intact. That is the
         point of one JSON record a line, appended and flushed one at a time: one bad line costs one
         label, never the file.
+        """,
+    ),
+    "6.2": (
+        'Suppose you interrupt the labelling cell while `label_into` is at work (Kernel → Interrupt) and run the cell '
+        'again. Are the labels it adds the ones an uninterrupted run would have written, and does the difference '
+        'matter for the reward model of notebook 07?',
+        """
+        The labels will differ, but they are just as good. The rerun builds a new
+        `SimulatedAnnotator(0.1, seed=0)`, whose `random.Random(0)` starts again from its first number.
+        `label_into` skips the pairs already in the file without calling `compare`, so they draw nothing:
+        the first pair not yet judged gets the number that pair 1 got in the first run, and so on (a tie,
+        two equal tastes, draws nothing in either run). From there on, a label matches the uninterrupted
+        run's only where the shifted number happens to fall on the same side of `prob_a`.
+
+        For notebook 07 it does not matter. A generator's numbers are independent uniforms and the pairs
+        were fixed before any was drawn, so each new label is still "a" with probability `prob_a`, the same
+        Bradley-Terry noise. What is lost is reproducibility bit for bit: one seed gives one file only if
+        the run was never interrupted. To keep it, make each judgement depend on the seed and the pair alone
+        (a generator seeded from both), not on how many draws came before. Real annotators have no seed: the
+        file is the record, which is why each line is on disk before the next pair.
         """,
     ),
     "7.1": (
@@ -150,6 +269,27 @@ ANSWERS: dict[str, tuple[str, str]] = {
         sentence of the language, so the grammatical rate falls as the policy hacks the sum head. The
         reward model never sees that check; it is a gold measurement only we can make, and it is why
         notebook 08 watches the grammar of every batch.
+        """,
+    ),
+    "7.2": (
+        "The annotator's labels agree with the gold taste on about 92% of pairs. Is that a ceiling for the reward "
+        "model's held-out agreement with gold, and what would it mean if the right panel of the training plot "
+        '(agreement with the training labels) climbed well above 92% in the late epochs?',
+        """
+        No. The labels are noisy, but the noise is not biased: where taste(A) > taste(B), the annotator says
+        A with probability sigma(gap / tau) > 1/2, on every such pair. Maximum likelihood fits that
+        probability, not each label, and sigma is monotone, so a model that had learned the annotator
+        exactly would rank every decided pair like the gold: 100%, learned from labels that are 92% right.
+        Across many similar pairs the flipped labels average away, which is why more labels keep helping.
+        The 90% or so of the last head is a limit of 2,000 labels and of the model, and it shows in the
+        close calls, where flips are common: a pair 0.05 apart is flipped with probability sigma(-0.5),
+        about 38%.
+
+        The argument runs the other way for the training plot. A model that ranks exactly like gold agrees
+        with a label only when the label agrees with gold, about 92% of the time. Agreement well above that,
+        on pairs seen in earlier epochs, means the model is fitting the flipped labels themselves, the
+        annotator's coin tosses: memorised noise that does not carry over to new pairs. Judge the model on
+        held-out pairs.
         """,
     ),
     "8.1": (
@@ -181,6 +321,30 @@ ANSWERS: dict[str, tuple[str, str]] = {
         30,000 times PyTorch's default 1e-8. Reproductions that kept PyTorch's default found the early
         updates far more aggressive than the original's; eps = 1e-5 in PyTorch's placement comes much
         closer.
+        """,
+    ),
+    "8.2": (
+        "Before any PPO, the reward model ranked the course model's broken reviews at 0.43 on average, close to a "
+        "grammar-blind model's 0.5, though its labels came from a reader who puts every fluent review above every "
+        'broken one. Why did it not learn that rule, and why does the blind spot matter once PPO optimises against '
+        'it?',
+        """
+        The labels rarely ask about grammar. The course model writes few broken reviews (4.7% of the 300
+        here), so few pairs hold one (6% of the whole-review pairs in `benchmarks/README.md`, "The reading
+        person"). In about half of those the fluent review is also the more positive one, so sentiment alone
+        gives the right label. Grammar decides some 3% of labels, and a model that reads sentiment fits the
+        rest. The sum head makes this worse: it builds the score from the words, but being broken is a
+        property of the whole review, and a fifth positive sentence or a repeated positive phrase even adds
+        tokens that the sum pays for. (A last-token head trained on the same labels is as blind:
+        benchmarks/HISTORY.md.)
+
+        On the course model's samples the blind spot cost little: broken reviews were rare and ranked as if
+        at random. PPO moves probability toward whatever scores high, and broken reviews full of positive
+        words score near the top (+3.76, against the policy's mean of 1.60 from the start of text). Nothing
+        in the reward pushes back, so the broken share grew from 4.7% to 7.0%. The KL penalty and PPO-ptx
+        slow the drift. Labels on the policy's own reviews (notebook 11) are the field's answer, and they must
+        hold enough broken reviews to teach the rule: 2,000 labels of the round-1 policy's reviews did not
+        (benchmarks/HISTORY.md).
         """,
     ),
     "9.1": (
