@@ -178,3 +178,14 @@ def test_every_notebook_from_01_on_ends_with_a_recap_before_its_assertion():
         assert all(i < recaps[0] for i in posed), f"{path.name}: a question or exercise after the recap"
         text = "".join(cells[recaps[0]]["source"])
         assert "Next:" in text and text.count("\n- ") >= 2, f"{path.name}: a recap lists what was done and what is next"
+
+
+def test_every_notebook_links_its_papers():
+    """docs/reading.md has a section for every notebook, each with papers, and the notebook's first cell links it."""
+    reading = (ROOT / "docs" / "reading.md").read_text()
+    sections = dict(re.findall(r"^## (\d\d) · [^\n]*\n(.*?)(?=^## |\Z)", reading, flags=re.M | re.S))
+    for path in NOTEBOOKS:
+        first = "".join(json.loads(path.read_text())["cells"][0]["source"])
+        number = path.name[:2]
+        assert "(../docs/reading.md)" in first and f"section {number}" in first, path.name
+        assert number in sections and re.search(r"\b(19|20)\d\d\b", sections[number]), f"no papers for {number}"
