@@ -129,6 +129,9 @@ def reinforce_update(policy, critic, optimizer, obs, actions, returns, use_basel
     return policy_loss.item(), value_loss.item()
 
 
+bug_reinforce_update = reinforce_update  # the silent bug fixed: one log-prob per sample, of its own action
+
+
 # ---- 03 actor-critic and PPO
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rlhf_lib import solutions
-from rlhf_lib.exercises import EXERCISES, Verdict, check, hint, reveal, use_or_library
+from rlhf_lib.exercises import EXERCISES, Verdict, check, hint, reveal, silent_bugs, use_or_library
 
 
 def _wrong_epsilon_greedy_probs(q_row, epsilon):  # all the greedy share to argmax's first pick
@@ -166,6 +166,7 @@ WRONG = {
     "label_into": _wrong_label_into,
     "kl_shaped_rewards": lambda score, lp, lr, mask, beta:
         solutions.kl_shaped_rewards(score, lr, lp, mask, beta),  # sign
+    "bug_reinforce_update": silent_bugs.buggy_reinforce_update,  # the planted bug itself
     "ppo_loss": _wrong_ppo_loss,
     "ppo_iteration": _wrong_ppo_iteration,
     "adaptive_beta": lambda beta, kl, target, n, horizon: beta * (1 + (kl / target - 1) * n / horizon),  # no clip
@@ -209,6 +210,9 @@ def test_checker_rejects_a_plausible_mistake_in_the_comparison(name, capsys):
     verdict = check(name, WRONG[name])
     out = capsys.readouterr().out
     assert not verdict
+    if name.startswith("bug_"):  # a silent bug's check says it is still there, and not where
+        assert out.startswith(f"{name}: not fixed yet") and "expected" not in out, out
+        return
     assert out.startswith(f"{name}: not yet. "), out
     if EXERCISES[name].compare is None:  # value exercises show the expected and the got value
         assert "expected" in out and "got" in out, out
@@ -399,3 +403,24 @@ def test_the_preference_loss_check_holds_at_large_margins(capsys):
     with np.errstate(over="ignore"):
         assert not check("bt_loss", naive)
     assert "expected" in capsys.readouterr().out
+
+
+def test_the_silent_bug_runs_without_error_and_learns_worse_and_its_fix_passes(capsys):
+    """Notebook 02's silent bug: the update as the notebook shows it trains CartPole without an error and ends far
+    below the library's update on the same seed and steps; the fixed version passes the check."""
+    import inspect
+    import json
+    from pathlib import Path
+
+    from rlhf_lib.policy_gradient import ReinforceConfig, reinforce_update, train_reinforce_cartpole
+
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "02_policy_gradients.ipynb"
+    shown = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"])
+    assert inspect.getsource(silent_bugs.buggy_reinforce_update) in shown  # the notebook shows this very function
+    runs = {fn: train_reinforce_cartpole(ReinforceConfig(total_steps=20_000, baseline="value", seed=0), progress=False,
+                                         update_fn=fn).episode_returns
+            for fn in (silent_bugs.buggy_reinforce_update, reinforce_update)}
+    buggy, right = (np.mean(runs[fn][-20:]) for fn in (silent_bugs.buggy_reinforce_update, reinforce_update))
+    assert buggy < 30 and right > 150, (buggy, right)  # no better than random, against clearly learning
+    assert not check("bug_reinforce_update", silent_bugs.buggy_reinforce_update)
+    assert check("bug_reinforce_update", solutions.bug_reinforce_update)

@@ -50,10 +50,19 @@ def test_notebook_shape(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_exercise_stubs_are_unsolved(path):
-    """A notebook must not give away an exercise: each stub raises NotImplementedError."""
+    """A notebook must not give away an exercise: each stub raises NotImplementedError, and a silent bug's
+    function, which runs as given, still fails its check (its bug is really there)."""
+    from rlhf_lib.exercises import check
+
     code = [source(c) for c in cells(path) if c["cell_type"] == "code"]
     for c in code:
-        if 'check("' in c and "def " in c:
+        if 'check("bug_' in c:
+            name = c.split('check("', 1)[1].split('"', 1)[0]
+            space = {}
+            exec(c.split("\ncheck(", 1)[0], space)  # the cell's definitions, without its check
+            fn = next(v for k, v in space.items() if k.startswith("buggy_"))
+            assert not check(name, fn, quiet=True), f"{path.name}: the silent bug of {name} is fixed already"
+        elif 'check("' in c and "def " in c:
             assert "raise NotImplementedError" in c
 
 

@@ -27,6 +27,11 @@ the learner's code:
     preferences.py      notebooks 06-07: Bradley-Terry, agreement, labelling into a file, the reward-model step
     rlhf_loop.py        notebook 08: KL-shaped rewards, the PPO loss, the adaptive beta, one PPO-RLHF iteration
     beyond_ppo.py       notebooks 09-10: best-of-n, Gao et al.'s fit, the DPO loss, leave-one-out baselines
+    rounds.py           notebook 11: the pairs worth a label, old and new labels mixed
+    silent_bugs.py      silent-bug exercises (bug_<name>): an update with one planted bug to find and fix
+
+A silent-bug exercise hands the learner a working-looking update that trains badly; its check says only
+whether the bug is still there, and `hint` says where to look.
 """
 
 from rlhf_lib.exercises.checking import Verdict, check, hint, reveal, use_or_library

@@ -65,10 +65,14 @@ def check(name: str, fn: Callable, seed: int = 0, quiet: bool = False) -> Verdic
     """Run `fn` on the exercise's test cases and compare with the library.
 
     Prints one verdict (unless quiet): correct, not done yet, what it raised, or for the first case that
-    differs, which entry differs with the expected and the got value. Returns a `Verdict` (true if correct).
+    differs, which entry differs with the expected and the got value; for a silent bug (`bug_<name>`), only
+    that it is still there. Returns a `Verdict` (true if correct).
     """
     ex = _exercise(name)
     message = _run_comparison(name, ex, fn) if ex.compare is not None else _compare_cases(name, ex, fn, seed)
+    if name.startswith("bug_") and message.startswith(f"{name}: not yet."):  # say only that it is still there
+        message = (f"{name}: not fixed yet: it still trains differently from a correct update. Read it line by line "
+                   f"against the equations; hint(\"{name}\") says where to look.")
     verdict = Verdict(name, message.endswith("correct!"), message)
     if not quiet:
         print(message)

@@ -81,6 +81,10 @@ EXERCISES = {
         "The loss is -mean(logp * weights) (minus: the optimizer descends); zero_grad, backward, step, in that "
         "order; return the two losses as floats.",
         run=rl.run_reinforce_update, atol=1e-5),
+    "bug_reinforce_update": Exercise("02", reinforce_update, rl.reinforce_update_cases,
+        "Look at which log-probabilities enter the loss: there should be one per sample, of its own action.\n"
+        "Print logp.shape for a batch of 5 and compare it with the shape of the weights.",
+        run=rl.run_reinforce_update, atol=1e-5),
     "gae_one_episode": Exercise("03", rl.ref_gae_one_episode,
         lambda rng: [(list(rng.normal(size=n)), list(rng.normal(size=n)), g, lam)
                      for n in (1, 4, 12) for g, lam in ((0.99, 0.95), (1.0, 1.0), (0.9, 0.0))],
