@@ -89,16 +89,18 @@ def start(script, *args):
 
 
 def kill_after(proc, lines_wanted, rng) -> list[str]:
-    """Read until `lines_wanted` acknowledgements, wait a random moment, SIGKILL; every line it printed."""
+    """Read until `lines_wanted` acknowledgements, wait a random moment, SIGKILL; every line it printed whole.
+    A line the kill cut short acknowledges nothing: with unbuffered output (PYTHONUNBUFFERED) `print` writes its
+    words one system call at a time, so a kill can leave "add" without its id."""
     lines = []
     while len(lines) < lines_wanted:
         line = proc.stdout.readline()
-        assert line, "the writer stopped by itself"
+        assert line.endswith("\n"), "the writer stopped by itself"
         lines.append(line.split())
     time.sleep(rng.uniform(0, 0.03))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    lines += [line.split() for line in proc.stdout.read().splitlines()]
+    lines += [line.split() for line in proc.stdout.read().split("\n")[:-1]]  # the last piece has no newline
     return lines
 
 

@@ -39,6 +39,7 @@ def wait_for(path, process, timeout=300):
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # it must see a process alone: after a parallel run, it runs by itself (conftest.py)
 @pytest.mark.skipif(not os.path.isdir("/proc") or threads.usable_cores() < 2,
                     reason="needs /proc and at least 2 cores")
 def test_two_training_processes_share_the_cores_and_take_them_back(tmp_path, monkeypatch):
@@ -66,6 +67,7 @@ def test_two_training_processes_share_the_cores_and_take_them_back(tmp_path, mon
     assert all(s["threads"] == [cores // 2] * 2 for s in b_steps), b_steps
 
 
+@pytest.mark.alone  # its last line compares the share with the busy processes it sees: no neighbour may change
 def test_the_environment_variable_pins_the_count(monkeypatch):
     monkeypatch.setenv(threads.THREADS_ENV_VAR, "1")
     assert threads.share_cores(force=True) == 1 == torch.get_num_threads()
