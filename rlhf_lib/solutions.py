@@ -182,6 +182,9 @@ def ppo_update(actor, critic, optimizer, batch, cfg):
             optimizer.step()
 
 
+bug_ppo_update = ppo_update  # the silent bug fixed: the ratio is the new policy over the old, exp(logp - logp_old)
+
+
 # ---- 04 language models as policies
 
 
@@ -201,7 +204,7 @@ def k3_estimate(logp, logp_ref):
     return np.array(out)
 
 
-def hindsight_rewards(score, length):
+def broadcast_rewards(score, length):
     rewards = np.zeros(length)
     rewards[-1] = score  # the whole review is judged once, at its last token
     returns = np.zeros(length)
@@ -323,6 +326,9 @@ def reward_model_step(model, tokenizer, pairs, opt):
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     return loss.detach(), r_chosen.detach(), r_rejected.detach()
+
+
+bug_reward_model_step = reward_model_step  # the silent bug fixed: a pair's chosen and rejected rows, split as stacked
 
 
 # ---- 08 PPO-RLHF

@@ -152,7 +152,7 @@ WRONG = {
                                                             np.clip(ratio, 1 - eps, 1 + eps) * np.asarray(adv)),
     "sequence_logprob": lambda token_logps, mask: float(sum(token_logps)),  # drops the mask
     "k3_estimate": lambda logp, logp_ref: solutions.k3_estimate(logp_ref, logp),  # ratio inverted
-    "hindsight_rewards": lambda score, n: (np.r_[score, np.zeros(n - 1)],
+    "broadcast_rewards": lambda score, n: (np.r_[score, np.zeros(n - 1)],
                                            np.r_[score, np.zeros(n - 1)]),  # pays the first token
     "completion_labels": lambda ids, p, pad_id: [-100 if t < p else tok for t, tok in enumerate(ids)],  # keeps padding
     "sft_loss": _wrong_sft_loss,
@@ -167,6 +167,8 @@ WRONG = {
     "kl_shaped_rewards": lambda score, lp, lr, mask, beta:
         solutions.kl_shaped_rewards(score, lr, lp, mask, beta),  # sign
     "bug_reinforce_update": silent_bugs.buggy_reinforce_update,  # the planted bug itself
+    "bug_ppo_update": silent_bugs.buggy_ppo_update,
+    "bug_reward_model_step": silent_bugs.buggy_reward_model_step,
     "ppo_loss": _wrong_ppo_loss,
     "ppo_iteration": _wrong_ppo_iteration,
     "adaptive_beta": lambda beta, kl, target, n, horizon: beta * (1 + (kl / target - 1) * n / horizon),  # no clip
@@ -202,7 +204,8 @@ WHAT_DIFFERS = {
 
 
 def test_every_build_it_says_what_its_mistake_changes():
-    assert sorted(WHAT_DIFFERS) == sorted(n for n, ex in EXERCISES.items() if ex.compare is not None)
+    assert sorted(WHAT_DIFFERS) == sorted(n for n, ex in EXERCISES.items()
+                                          if ex.compare is not None and not n.startswith("bug_"))  # bugs say only that
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
@@ -424,3 +427,100 @@ def test_the_silent_bug_runs_without_error_and_learns_worse_and_its_fix_passes(c
     assert buggy < 30 and right > 150, (buggy, right)  # no better than random, against clearly learning
     assert not check("bug_reinforce_update", silent_bugs.buggy_reinforce_update)
     assert check("bug_reinforce_update", solutions.bug_reinforce_update)
+
+
+def _shown_in(notebook_name, fn):
+    import inspect
+    import json
+    from pathlib import Path
+
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / notebook_name
+    shown = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"])
+    return inspect.getsource(fn) in shown
+
+
+@pytest.mark.slow
+def test_the_silent_ppo_bug_runs_and_learns_worse_and_its_fix_passes(capsys):
+    """Notebook 03's silent bug: CartPole trains with the update as shown, without an error, and ends below a random
+    policy, where the library's update on the same seed and steps keeps the pole up for hundreds of steps."""
+    from rlhf_lib.cartpole import PPOConfig, ppo_update, train_ppo_cartpole
+
+    assert _shown_in("03_actor_critic_ppo.ipynb", silent_bugs.buggy_ppo_update)
+    last = {fn: train_ppo_cartpole(PPOConfig(total_steps=30_000, seed=0), progress=False,
+                                   update_fn=fn).mean_recent_return(20)
+            for fn in (silent_bugs.buggy_ppo_update, ppo_update)}
+    assert last[silent_bugs.buggy_ppo_update] < 22 and last[ppo_update] > 200, last  # random: about 22
+    assert not check("bug_ppo_update", silent_bugs.buggy_ppo_update)
+    assert check("bug_ppo_update", solutions.bug_ppo_update)
+
+
+@pytest.mark.slow
+def test_the_silent_reward_model_bug_runs_and_learns_nothing_and_its_fix_passes(capsys):
+    """Notebook 07's silent bug: a reward model trained with the step as shown stays at chance on held-out pairs
+    (the gold preference). The library's step on the same pairs, seed and settings reaches at least 62%:
+    tests/test_reward_model.py::test_training_learns_the_annotators_taste_and_saves trains it."""
+    from rlhf_lib.feedback import SimulatedAnnotator, label_pairs, sample_pairs, to_pairs
+    from rlhf_lib.lm import load_model
+    from rlhf_lib.reward_model import RewardConfig, make_reward_model, pair_accuracy, train_reward_model
+
+    assert _shown_in("07_reward_modeling.ipynb", silent_bugs.buggy_reward_model_step)
+    policy, tokenizer = load_model()
+    pairs = sample_pairs(policy, tokenizer, 800, seed=0)
+    records = [vars(r) for r in label_pairs(SimulatedAnnotator(0.1, seed=0), pairs)]
+    train, heldout = to_pairs(records[:600]), to_pairs(records[600:])  # the reward-model test's split
+    model, tok = make_reward_model()
+    run = train_reward_model(model, tok, train, RewardConfig(seed=0), progress=False,
+                             step_fn=silent_bugs.buggy_reward_model_step)
+    assert np.mean(run.losses[-20:]) > 0.6  # about log 2: nothing to learn from which row comes second
+    assert pair_accuracy(model, tok, heldout)["gold_accuracy"] < 0.58  # chance, where the library's is >= 0.62
+    assert not check("bug_reward_model_step", silent_bugs.buggy_reward_model_step)
+    assert check("bug_reward_model_step", solutions.bug_reward_model_step)
+
+
+def test_a_renamed_exercise_answers_to_its_old_name(capsys):
+    """04's exercise was called hindsight_rewards; a notebook copied before the rename still checks, hints and
+    reveals with it, and is told the new name."""
+    assert check("hindsight_rewards", solutions.broadcast_rewards)
+    hint("hindsight_rewards")
+    reveal("hindsight_rewards")
+    out = capsys.readouterr().out
+    assert out.count("(hindsight_rewards is now called broadcast_rewards)") == 3
+    assert "broadcast_rewards: correct!" in out and "Hints for broadcast_rewards:" in out
+    assert "def broadcast_rewards(score, length):" in out
+
+
+def _notebook_namespace_before(cells, index):
+    """What the learner's cell at `index` can use: every import of the code cells up to it, and the names they
+    bind to exercises (`x = use_or_library(...)`), in a fresh namespace; nothing else of the notebook."""
+    import ast
+
+    namespace: dict = {}
+    for cell in cells[: index + 1]:
+        if cell["cell_type"] != "code":
+            continue
+        tree = ast.parse("".join(cell["source"]))
+        imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+        exec(compile(ast.Module(body=imports, type_ignores=[]), "<notebook>", "exec"), namespace)
+        for node in tree.body:  # `x = use_or_library("name", ...)`: the library's answer, as once the learner's passes
+            if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                    and getattr(node.value.func, "id", None) == "use_or_library"):
+                namespace[node.targets[0].id] = EXERCISES[node.value.args[0].value].reference
+    return namespace
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_the_solution_runs_with_only_its_notebooks_imports(name, capsys):
+    """The model answer, pasted into its exercise cell, passes there: the notebook imports everything it needs
+    (a missing `torch` or `F` would make a right answer fail with a NameError)."""
+    import inspect
+    import json
+    from pathlib import Path
+
+    number = EXERCISES[name].notebook
+    path = next((Path(__file__).resolve().parents[1] / "notebooks").glob(f"{number}_*.ipynb"))
+    cells = json.loads(path.read_text())["cells"]
+    index = next(i for i, c in enumerate(cells) if f'check("{name}"' in "".join(c["source"]))
+    namespace = _notebook_namespace_before(cells, index)
+    solution = getattr(solutions, name)
+    exec(inspect.getsource(solution), namespace)
+    assert check(name, namespace[solution.__name__]), capsys.readouterr().out

@@ -189,3 +189,22 @@ def test_every_notebook_links_its_papers():
         number = path.name[:2]
         assert "(../docs/reading.md)" in first and f"section {number}" in first, path.name
         assert number in sections and re.search(r"\b(19|20)\d\d\b", sections[number]), f"no papers for {number}"
+
+
+PREDICTING = {"02", "03", "07", "08"}
+"""notebooks whose main run comes after a prediction the learner writes down"""
+
+
+def test_a_prediction_comes_before_each_main_run_and_is_shown_beside_its_outcome():
+    """A markdown cell starting **Predict.**, then a code cell assigning `prediction`, which a later cell prints
+    beside the measured outcome."""
+    for path in NOTEBOOKS:
+        cells = json.loads(path.read_text())["cells"]
+        predicts = [i for i, c in enumerate(cells)
+                    if c["cell_type"] == "markdown" and "".join(c["source"]).lstrip().startswith("**Predict.**")]
+        assert bool(predicts) == (path.name[:2] in PREDICTING), f"{path.name}: Predict cells at {predicts}"
+        for i in predicts:
+            after = cells[i + 1]
+            assert after["cell_type"] == "code" and re.match(r"prediction = ", "".join(after["source"])), path.name
+            assert any("{prediction}" in "".join(c["source"]) for c in cells[i + 2:] if c["cell_type"] == "code"), \
+                f"{path.name}: the prediction is never shown beside the outcome"

@@ -40,6 +40,17 @@ class Verdict:
         pass  # already printed by check
 
 
+RENAMED = {"hindsight_rewards": "broadcast_rewards"}
+"""an exercise's old name -> its name now: the old one still works, with a note, so an older copy of a notebook runs"""
+
+
+def _current(name: str) -> str:
+    if name in RENAMED:
+        print(f"({name} is now called {RENAMED[name]})")
+        return RENAMED[name]
+    return name
+
+
 def _exercise(name: str) -> Exercise:
     if name not in EXERCISES:
         raise KeyError(f"no exercise called {name!r}; known: {', '.join(EXERCISES)}")
@@ -68,6 +79,7 @@ def check(name: str, fn: Callable, seed: int = 0, quiet: bool = False) -> Verdic
     differs, which entry differs with the expected and the got value; for a silent bug (`bug_<name>`), only
     that it is still there. Returns a `Verdict` (true if correct).
     """
+    name = _current(name)
     ex = _exercise(name)
     message = _run_comparison(name, ex, fn) if ex.compare is not None else _compare_cases(name, ex, fn, seed)
     if name.startswith("bug_") and message.startswith(f"{name}: not yet."):  # say only that it is still there
@@ -185,6 +197,7 @@ def _fmt(arg):
 def hint(name: str) -> None:
     """Print one or two nudges about the usual mistakes in this exercise, one bullet a sentence: a line that
     does not end a sentence goes on in the next."""
+    name = _current(name)
     print(f"Hints for {name}:")
     for nudge in _nudges(_exercise(name).hint):
         print(f"  - {nudge}")
@@ -202,6 +215,7 @@ def _nudges(text: str) -> list[str]:
 
 def reveal(name: str) -> None:
     """Print the solution's source."""
+    name = _current(name)
     _exercise(name)
     print(inspect.getsource(getattr(solutions, name)))
 
@@ -212,6 +226,7 @@ def use_or_library(name: str, fn: Callable) -> Callable:
     Prints one line saying which one the run will use. The notebook's real training run calls it, so
     the plots show the learner's code at work once it is right, and the notebook still runs before.
     """
+    name = _current(name)
     ex = _exercise(name)
     if check(name, fn, quiet=True):
         print(f"{name}: your function passed its check, so this run uses it")

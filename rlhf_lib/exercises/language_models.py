@@ -20,7 +20,7 @@ def ref_k3_estimate(logp, logp_ref):
     return kl_estimates(torch.tensor(logp), torch.tensor(logp_ref))["k3"].numpy()
 
 
-def ref_hindsight_rewards(score, length):
+def ref_broadcast_rewards(score, length):
     from rlhf_lib.ppo import discounted_returns
 
     rewards = torch.zeros(length)

@@ -99,7 +99,13 @@ EXERCISES = {
         "(the checker replays the same shuffles); whiten the advantages of each minibatch.\n"
         "The ratio is exp(logp - batch.logp_old[idx]); the loss is clipped surrogate + vf_coef * value loss "
         "- ent_coef * entropy (a bonus: minus).\n"
-        "zero_grad, backward, clip the gradient norm of actor AND critic parameters, then step.",
+        "zero_grad, backward, clip the gradient norm in ONE call over actor and critic parameters together "
+        "(one norm for all), then step.",
+        run=rl.run_ppo_update, atol=1e-5),
+    "bug_ppo_update": Exercise("03", ppo_update, rl.ppo_update_cases,
+        "The policy's loss is where it goes wrong: the update pushes the policy away from what it should.\n"
+        "Write the importance ratio as the text defines it and compare it, term by term, with the line that "
+        "computes it.",
         run=rl.run_ppo_update, atol=1e-5),
     "sequence_logprob": Exercise("04", lm.ref_sequence_logprob,
         lambda rng: [(rng.uniform(-6, 0, size=n).round(3).tolist(), [1] * k + [0] * (n - k))
@@ -111,7 +117,7 @@ EXERCISES = {
                      for _ in range(3)],
         "The ratio is rho = pi_ref / pi = exp(logp_ref - logp) (the samples come from pi), not its inverse.\n"
         "k3 is never negative for any token: a quick test of your sign."),
-    "hindsight_rewards": Exercise("04", lm.ref_hindsight_rewards,
+    "broadcast_rewards": Exercise("04", lm.ref_broadcast_rewards,
         lambda rng: [(float(rng.uniform(-1, 1)), n) for n in (1, 4, 9)],
         "The score is paid once, at the LAST token; every other token's reward is 0.\n"
         "With gamma = 1 the return of every token is the sum of the rewards from it onward: the score itself."),
@@ -161,6 +167,10 @@ EXERCISES = {
         "The loss is -log sigmoid(r_chosen - r_rejected): chosen minus rejected, not the other way round.\n"
         "Clear the old gradients before backward and clip the gradient norm to 1.0 before the step;\n"
         "return the loss and both rewards detached: they are figures to log, not part of the graph.",
+        compare=prefs.compare_reward_model_step),
+    "bug_reward_model_step": Exercise("07", prefs.ref_reward_model_step, lambda rng: [],
+        "The loss hardly falls below log 2 and nothing is learned: look at which rewards are compared with which.\n"
+        "Print the texts behind r_chosen[0] and r_rejected[0] for a batch of 3 pairs: are they one pair's two texts?",
         compare=prefs.compare_reward_model_step),
     "kl_shaped_rewards": Exercise("08", loop.ref_kl_shaped_rewards, loop.kl_shaped_rewards_cases,
         "Every real token pays the KL penalty -beta * (logp - logp_ref): a penalty, so mind the sign, and the\n"

@@ -26,3 +26,43 @@ def buggy_reinforce_update(policy, critic, optimizer, obs, actions, returns, use
     optimizer.step()
     return policy_loss.item(), value_loss.item()
 
+
+
+def buggy_ppo_update(actor, critic, optimizer, batch, cfg):
+    params = list(actor.parameters()) + list(critic.parameters())
+    for _ in range(cfg.epochs):
+        for idx in torch.randperm(len(batch.obs)).chunk(cfg.minibatches):
+            log_probs = torch.log_softmax(actor(batch.obs[idx]), dim=-1)  # (b, 2)
+            logp = log_probs[torch.arange(len(idx)), batch.actions[idx]]  # (b,)
+            adv = batch.advantages[idx]
+            adv = (adv - adv.mean()) / torch.sqrt(((adv - adv.mean()) ** 2).mean() + 1e-8)
+            ratio = torch.exp(batch.logp_old[idx] - logp)
+            surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv)
+            policy_loss = -surrogate.mean()
+            values = critic(batch.obs[idx]).squeeze(-1)  # (b,)
+            squared = (values - batch.returns[idx]) ** 2
+            if cfg.value_clip_eps is not None:
+                old = batch.values_old[idx]
+                moved = old + torch.clamp(values - old, -cfg.value_clip_eps, cfg.value_clip_eps)
+                squared = torch.maximum(squared, (moved - batch.returns[idx]) ** 2)
+            entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+            loss = policy_loss + cfg.vf_coef * 0.5 * squared.mean() - cfg.ent_coef * entropy
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+
+
+def buggy_reward_model_step(model, tokenizer, pairs, opt):
+    from rlhf_lib.reward_model import encode, raw_rewards
+
+    texts = [p["prompt"] + p["chosen"] for p in pairs] + [p["prompt"] + p["rejected"] for p in pairs]
+    ids, mask = encode(tokenizer, texts)
+    r = raw_rewards(model, ids.to(model.device), mask.to(model.device))
+    r_chosen, r_rejected = r[0::2], r[1::2]
+    loss = -torch.nn.functional.logsigmoid(r_chosen - r_rejected).mean()
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.detach(), r_chosen.detach(), r_rejected.detach()
