@@ -32,12 +32,19 @@ def _parallel_controller(config) -> bool:
     return bool(getattr(config.option, "numprocesses", None)) and not _worker(config)
 
 
+def pytest_configure(config):
+    """In a parallel run each process keeps one thread (RLHF_THREADS=1, inherited by its notebook kernels and
+    subprocesses): two of them fill two cores without fighting, and a test's numbers do not depend on what the
+    other process happens to be running (a share that followed the neighbour would change the last bits)."""
+    if _worker(config):
+        os.environ.setdefault("RLHF_THREADS", "1")
+
+
 def pytest_collection_modifyitems(config, items):
     """Every notebook run is slow: `pytest -m "not slow"` is the contributors' quick lane.
 
     The suite runs in two processes (`-n 2` in pyproject.toml; each notebook, and each test file, whole in one of
-    them). Two torch processes on these cores share them instead of fighting (rlhf_lib/threads.py), so two run
-    in less time than one after the other. In a worker, the tests that must have the machine to themselves (marked
+    them), one thread each (`pytest_configure`). In a worker, the tests that must have the machine to themselves (marked
     `alone`) are left out: they run after the parallel part, alone (`pytest_sessionfinish` below). The notebooks
     go first, the later (longer) ones first, so that no long notebook starts last."""
     for item in items:
