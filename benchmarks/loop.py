@@ -4,6 +4,8 @@
     python benchmarks/loop.py --seeds 0 --recipe whole-review-plain   # the loop with the plain PPO setting
     python benchmarks/loop.py --collect runs/loop-s0 ...          # add finished `pipeline --rounds` runs
     python benchmarks/loop.py --control runs/loop-s0              # round 2's PPO against round 1's reward model
+    python benchmarks/loop.py --passes 1 4 8 --alone 4            # round 2's reward model, its new labels seen
+                                                                  # 1, 4, 8 times (the old once), or 4 times alone
 
 Each run is `rlhf_lib.pipeline.run_pipeline` with the command's defaults (`--rounds 2 --eval-samples 1000`), its
 PPO setting taken from the named recipe (rlhf_lib/recipes.py). Per round: labels added and in total, the reward
@@ -55,7 +57,7 @@ def table(results: dict) -> str:
                 f"{c['kl_exact']:.2f} / {e['kl_exact']:.2f}")
 
     for run in results.values():
-        for r in run["rounds"]:
+        for r in run.get("rounds", []):  # (the "new label passes" entry has no rounds)
             before, after = r["rm_gold_agreement_before"], r["rm_gold_agreement_after"]["overall"]
             agree = (f"{before['overall']:.1%} -> " if before else "") + f"{after:.1%}"
             lines.append(f"| {run['seed']} | {r['round']} | {r['labels_added']:,} | {agree} | {figures(r['after'])} |")
@@ -84,6 +86,47 @@ def control(folder: Path) -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
 
+def passes(counts: list[int], alone: list[int]) -> None:
+    """Round 2's reward model of seed 0 (from assets/loop's round 1) trained with its 2,000 new labels seen `n` times
+    for each n in `counts` while the old labels are seen once, and seen n times with no old labels for each n in
+    `alone`; agreement with gold on the 1,000 fresh pairs of the round-1 policy that the loop measures. Stored in
+    results/loop.json under "new label passes"."""
+    from rlhf_lib.feedback import to_pairs
+    from rlhf_lib.lm import load_model
+    from rlhf_lib.loop import (
+        LOOP_ASSETS,
+        agreement,
+        continue_reward_model,
+        label_round,
+        mix_old_and_new,
+        round_one_labels,
+        round_pairs,
+    )
+    from rlhf_lib.reward_model import load_reward_model
+    from rlhf_lib.runtime import derive_seed
+    from rlhf_lib.whole_reviews import WholeRewardConfig
+
+    one, cfg = LOOP_ASSETS / "round-1", WholeRewardConfig()
+    policy, tokenizer = load_model(str(one / "policy"))
+    seed = derive_seed(0, "loop round", 2)
+    new = to_pairs([vars(r) for r in label_round(round_pairs(policy, tokenizer, 2000, seed), 0.1, seed)])
+    heldout = round_pairs(policy, tokenizer, 1000, derive_seed(0, "loop heldout", 2))
+    old = round_one_labels(one, cfg)
+    rows = dict(before=agreement(*load_reward_model(one / "reward_model"), heldout))
+    for n, with_old in [(n, True) for n in counts] + [(n, False) for n in alone]:
+        model, tok = load_reward_model(one / "reward_model")
+        continue_reward_model(model, tok, old, new, cfg, seed, progress=False,
+                              mix=lambda o, pairs, n=n, w=with_old: mix_old_and_new(o if w else [], pairs * n))
+        rows[f"new x{n}" + ("" if with_old else ", no old labels")] = agreement(model, tok, heldout)
+        print(next(reversed(rows)), f"{rows[next(reversed(rows))]['overall']:.3f}", flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    results = json.loads(RESULTS.read_text())
+    results["new label passes"] = dict(rows=rows, machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
+                                       date=str(date.today()), commit=commit)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main(argv=None):
     from rlhf_lib.pipeline import PipelineSettings, pipeline_configs, run_pipeline
     from rlhf_lib.recipes import recipe_config
@@ -97,7 +140,14 @@ def main(argv=None):
                         help="finished `pipeline --rounds` folders to add (default recipe)")
     parser.add_argument("--control", type=Path, default=None,
                         help="a finished two-round run (default recipe): PPO of round 2 against round 1's reward model")
+    parser.add_argument("--passes", type=int, nargs="*", default=[],
+                        help="round 2's reward model with its new labels seen this many times (the old once)")
+    parser.add_argument("--alone", type=int, nargs="*", default=[],
+                        help="round 2's reward model with its new labels alone, seen this many times")
     args = parser.parse_args(argv)
+    if args.passes or args.alone:
+        passes(args.passes, args.alone)
+        return
     if args.control is not None:
         control(args.control)
     for folder in args.collect:

@@ -14,10 +14,13 @@ Language models (notebook 04 on):
     pretrain.py         the course's small GPT-2 and its tokenizer, trained from scratch on reviews
     lm.py               load a causal LM, sample, log-probs, the exact per-step KL and the KL estimators
     evaluate.py         gold: VADER, the grammar, the reading taste; grammatical and positive rates
+    ratings.py          without gold: win rates, Bradley-Terry ratings with bootstrap intervals, Elo
 
 Feedback and its stores (notebook 06):
 
-    feedback.py         simulated people who read (Bradley-Terry), an AI judge, preference records in JSONL
+    feedback.py         simulated people who read (Bradley-Terry), a scoring function as a judge, pairs
+    records.py          preference and rating records, kept in a JSONL file no interruption corrupts
+    judge.py            a judge that is a language model: critiques, verdicts, its biases measured
     widgets.py          the labeling widget: every click saved at once, undo, resume
     tastes.py           your own taste: an annotator for any function of the text
     classroom/          a class labels together: a SQLite store, a web app, the teacher's report, a client
@@ -27,6 +30,7 @@ Reward models (notebooks 07, 09):
     reward_model.py     a language model with a scalar head, trained on preferences with Bradley-Terry
     bon.py              best-of-n: the estimator from one pool, its KL, Gao et al.'s fits
     goodhart.py         over-optimisation measured: the proxy reward against the gold one
+    interpret.py        inside a reward model: word attributions against VADER's lexicon, layer probes
 
 The trainers (notebooks 05, 08, 10):
 

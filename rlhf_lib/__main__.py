@@ -6,6 +6,7 @@
     python -m rlhf_lib reward --out DIR       train and evaluate a reward model (whole reviews; --task sentence)
     python -m rlhf_lib ppo --out DIR --reward-model DIR     PPO-RLHF against a reward model
     python -m rlhf_lib pipeline --out DIR     (SFT,) labels, reward model, PPO, evaluation: end to end
+    python -m rlhf_lib judge --pairs IN.jsonl --out OUT.jsonl     a pairs file judged by the course's judge
 
 Each command saves with save_pretrained and writes DIR/summary.json with its figures. A command
 refuses an --out folder that is not empty (add --overwrite to replace what is there) and never writes
@@ -322,6 +323,7 @@ def main(argv=None):
     add_config_options(s, SFTConfig)
     s.set_defaults(run=cmd_sft)
     add_feedback_commands(sub)
+    add_judge_command(sub)
     add_classroom_commands(sub)
     args = parser.parse_args(argv)
     from rlhf_lib.loop import LabelsNeeded
@@ -338,6 +340,31 @@ def main(argv=None):
         return 0
     print_summary(summary, args.out)
     return 0
+
+
+def cmd_judge(args):
+    import json
+
+    from rlhf_lib.judge import judge_file
+
+    summary = judge_file(args.judge, args.pairs, args.out, swap=args.swap, overwrite=args.overwrite)
+    print(json.dumps(summary, indent=2))
+    print(f"saved to {summary['out']}")
+
+
+def add_judge_command(sub):
+    from rlhf_lib.judge import JUDGE
+
+    p = sub.add_parser("judge", help="a pairs file judged by a judge that is a language model: a preference record "
+                       "with the judge's critique for each pair (JSONL)")
+    p.add_argument("--judge", default=JUDGE, type=Path, help="the judge's folder (default: assets/judge)")
+    p.add_argument("--pairs", required=True, type=Path,
+                   help="JSONL, one {prompt, completion_a, completion_b} object a line (preference records qualify)")
+    p.add_argument("--out", required=True, type=Path, help="the JSONL file of judged records to write")
+    p.add_argument("--swap", action="store_true",
+                   help="read each pair in both orders too, and answer tie where the two verdicts disagree")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.set_defaults(run=cmd_judge)
 
 
 def _overwrite(p):

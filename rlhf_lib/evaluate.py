@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from rlhf_lib.ratings import bradley_terry, elo, win_rate  # noqa: F401  (rating policies from their matches)
 from rlhf_lib.reviews import is_grammatical
 
 POSITIVE_THRESHOLD = 0.05

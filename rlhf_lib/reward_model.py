@@ -87,8 +87,13 @@ def load_reward_model(path):
 
 def encode(tokenizer, texts: list[str], padding_side: str = "left"):
     """(B, T) ids and mask of <|endoftext|> text <|endoftext|>, padded on the given side."""
+    return encode_ids(tokenizer, [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts], padding_side)
+
+
+def encode_ids(tokenizer, token_rows: list[list[int]], padding_side: str = "left"):
+    """(B, T) ids and mask of <|endoftext|> tokens <|endoftext|> for rows of token ids, padded on the given side."""
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    rows = [[bos] + tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
+    rows = [[bos] + list(r) + [tokenizer.eos_token_id] for r in token_rows]
     T = max(map(len, rows))
     ids = torch.full((len(rows), T), tokenizer.pad_token_id)
     mask = torch.zeros(len(rows), T, dtype=torch.long)
@@ -104,13 +109,15 @@ def last_token_index(mask: torch.Tensor) -> torch.Tensor:
     return (positions * mask).argmax(-1)
 
 
-def raw_rewards(model, ids, mask) -> torch.Tensor:
+def raw_rewards(model, ids, mask, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
     """(B,) the head's output under the model's `reward_pooling` (not normalised): at the last real token
-    ("last"), or its per-token scores summed ("sum") or averaged ("mean") over the real tokens."""
+    ("last"), or its per-token scores summed ("sum") or averaged ("mean") over the real tokens. `inputs_embeds`
+    (B, T, d): token embeddings to read in place of the ids' own (integrated gradients moves along them)."""
     pooling = getattr(model.config, "reward_pooling", "last")
     if pooling not in POOLINGS:
         raise ValueError(f"the reward model's config says reward_pooling={pooling!r}; known: {POOLINGS}")
-    hidden = model.transformer(input_ids=ids, attention_mask=mask,
+    tokens = dict(input_ids=ids) if inputs_embeds is None else dict(inputs_embeds=inputs_embeds)
+    hidden = model.transformer(**tokens, attention_mask=mask,
                                position_ids=position_ids_from_mask(mask)).last_hidden_state  # (B, T, d)
     if pooling != "last":
         total = (model.score(hidden).squeeze(-1) * mask).sum(-1)  # (B, T) -> (B,)
@@ -143,6 +150,26 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin=
     if margin is not None:
         diff = diff - margin
     return -F.logsigmoid(diff).mean()
+
+
+def plackett_luce_loss(scores: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """The ranking kind of reward-model loss: -mean log P(order | scores) under the Plackett-Luce model.
+
+    scores (B, k): the reward of each of k responses to one prompt. order (B, k), long: the response indices
+    from the most preferred to the least, a permutation of 0..k-1 in each row. The model picks the first
+    response with probability softmax(scores) over all k, the second by a softmax over the k - 1 left, and so
+    on; log P(order) sums those k - 1 choices. At k = 2 it is the Bradley-Terry loss of the pair."""
+    if scores.dim() != 2 or scores.shape != order.shape:
+        raise ValueError(f"scores and order must both be (B, k), got {tuple(scores.shape)} and {tuple(order.shape)}")
+    k = scores.shape[1]
+    if k < 2:
+        raise ValueError(f"a ranking needs at least 2 responses, got k = {k}")
+    if not torch.equal(order.sort(dim=1).values, torch.arange(k, device=order.device).expand_as(order)):
+        raise ValueError("each row of order must be a permutation of 0..k-1 (the response indices, best first)")
+    ranked = scores.gather(1, order)  # (B, k): best first
+    # log-sum-exp of each suffix ranked[:, t:], for t = 0..k-1, computed from the right
+    suffix = ranked.flip(1).logcumsumexp(1).flip(1)
+    return -(ranked - suffix)[:, :-1].sum(1).mean()
 
 
 # ---- training

@@ -1,6 +1,8 @@
 """The reward model: Bradley-Terry loss equals TRL's, the head reads the last real token under any padding,
 training beats chance against gold, and saving/loading keeps the normalisation."""
 
+import itertools
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -252,3 +254,54 @@ def test_preference_records_train_and_measure_like_their_pairs():
         runs.append((train_reward_model(model, tokenizer, data, cfg, progress=False).losses,
                      pair_accuracy(model.eval(), tokenizer, data)))
     assert runs[0] == runs[1] and len(runs[0][0]) == 2
+
+
+# ---- the ranking kind: Plackett-Luce
+
+
+def _order_probability_by_hand(scores: list[float], order: tuple[int, ...]) -> float:
+    """P(order) as k - 1 choices in turn, each a softmax over the responses not yet placed."""
+    left, p = list(range(len(scores))), 1.0
+    for pick in order[:-1]:
+        weights = {i: math.exp(scores[i]) for i in left}
+        p *= weights[pick] / sum(weights.values())
+        left.remove(pick)
+    return p
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+def test_plackett_luce_orders_sum_to_one_and_match_sequential_choices(k):
+    from rlhf_lib.reward_model import plackett_luce_loss
+
+    gen = torch.Generator().manual_seed(k)
+    scores = torch.randn(k, generator=gen, dtype=torch.float64) * 2
+    total = 0.0
+    for order in itertools.permutations(range(k)):
+        loss = plackett_luce_loss(scores[None], torch.tensor([order]))
+        p = math.exp(-loss.item())
+        assert p == pytest.approx(_order_probability_by_hand(scores.tolist(), order), rel=1e-9)
+        total += p
+    assert total == pytest.approx(1.0, abs=1e-9)
+
+
+def test_plackett_luce_at_two_is_bradley_terry_and_averages_over_the_batch():
+    from rlhf_lib.reward_model import bradley_terry_loss, plackett_luce_loss
+
+    scores = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
+    order = torch.tensor([[0, 1], [1, 0], [0, 1], [1, 0], [1, 0], [0, 1]])
+    chosen, rejected = scores.gather(1, order[:, :1])[:, 0], scores.gather(1, order[:, 1:])[:, 0]
+    torch.testing.assert_close(plackett_luce_loss(scores, order), bradley_terry_loss(chosen, rejected))
+    rows = torch.stack([plackett_luce_loss(scores[b : b + 1], order[b : b + 1]) for b in range(6)])
+    torch.testing.assert_close(plackett_luce_loss(scores, order), rows.mean())
+
+
+@pytest.mark.parametrize("order, message", [
+    ([[0, 0, 1]], "permutation"),
+    ([[0, 1, 3]], "permutation"),
+    ([[0, 1]], "both be"),
+])
+def test_plackett_luce_refuses_an_order_that_is_not_a_ranking(order, message):
+    from rlhf_lib.reward_model import plackett_luce_loss
+
+    with pytest.raises(ValueError, match=message):
+        plackett_luce_loss(torch.zeros(1, 3), torch.tensor(order))

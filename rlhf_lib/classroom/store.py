@@ -89,13 +89,13 @@ def check_name(name) -> str:
     return name
 
 
-def read_pairs_file(path) -> list[tuple[str, str, str]]:
-    """(prompt, completion A, completion B) from a JSONL file of objects with those three text fields
-    (preference records qualify; other fields are ignored). A bad line raises ValueError naming it."""
+def read_pair_items(path, flag: str = "--pairs") -> list[dict]:
+    """The objects of a JSONL pairs file, each with the text fields prompt, completion_a and completion_b (other
+    fields kept as they are; preference records qualify). A bad line raises ValueError naming it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--pairs: no file at {path}")
-    pairs = []
+        raise FileNotFoundError(f"{flag}: no file at {path}")
+    items = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -103,18 +103,24 @@ def read_pairs_file(path) -> list[tuple[str, str, str]]:
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"--pairs {path}, line {number}: not valid JSON ({err.msg})") from None
+                raise ValueError(f"{flag} {path}, line {number}: not valid JSON ({err.msg})") from None
             if not isinstance(item, dict):
-                raise ValueError(f"--pairs {path}, line {number}: expected a JSON object")
+                raise ValueError(f"{flag} {path}, line {number}: expected a JSON object")
             for key in ("prompt", "completion_a", "completion_b"):
                 if not isinstance(item.get(key), str):
-                    raise ValueError(f"--pairs {path}, line {number}: field {key!r} must be text")
+                    raise ValueError(f"{flag} {path}, line {number}: field {key!r} must be text")
             if item["completion_a"] == item["completion_b"]:
-                raise ValueError(f"--pairs {path}, line {number}: the two completions are identical")
-            pairs.append((item["prompt"], item["completion_a"], item["completion_b"]))
-    if not pairs:
-        raise ValueError(f"--pairs {path} holds no pairs")
-    return pairs
+                raise ValueError(f"{flag} {path}, line {number}: the two completions are identical")
+            items.append(dict(item, line=number))
+    if not items:
+        raise ValueError(f"{flag} {path} holds no pairs")
+    return items
+
+
+def read_pairs_file(path) -> list[tuple[str, str, str]]:
+    """(prompt, completion A, completion B) from a JSONL file of objects with those three text fields
+    (preference records qualify; other fields are ignored). A bad line raises ValueError naming it."""
+    return [(item["prompt"], item["completion_a"], item["completion_b"]) for item in read_pair_items(path)]
 
 
 class Store:
