@@ -36,6 +36,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "judge.json"
 def main(argv=None):
     from rlhf_lib.judge import (
         JUDGE,
+        agreed,
         evaluation_pairs,
         gold_report,
         load_judge,
@@ -54,6 +55,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--other", type=Path, default=None, help="another model of the language, for self-preference")
     args = parser.parse_args(argv)
+    if args.other is not None:
+        from rlhf_lib.lm import check_model_source
+
+        check_model_source(args.other)  # before minutes of judging
 
     judge = load_judge(args.judge)
     course, tokenizer = load_model()
@@ -61,7 +66,8 @@ def main(argv=None):
     clock = time.perf_counter()
     once = judge.judge_many(pairs, progress=True)
     per_second = len(pairs) / (time.perf_counter() - clock)
-    both = judge.judge_many(pairs, swap=True, progress=True)
+    swapped = judge.judge_many([(p, b, a) for p, a, b in pairs], progress=True)
+    both = agreed([v.choice for v in once], [v.choice for v in swapped])
     rm = gold_agreement(*load_reward_model(WHOLE_REVIEW_REWARD_MODEL), pairs)
     biases = measure_biases(judge, pairs, seed=args.seed, progress=True)
     if args.other is not None:
@@ -71,7 +77,7 @@ def main(argv=None):
                             text=True).stdout.strip()
     result = dict(judge=str(args.judge), pairs=len(pairs), refused=refused,
                   gold_once=gold_report([v.choice for v in once], pairs),
-                  gold_both_orders=gold_report([v.choice for v in both], pairs),
+                  gold_both_orders=gold_report(both, pairs),
                   reward_model=dict(gold_accuracy=rm["gold_accuracy"], by_gap=rm["by_gap"]),
                   pairs_per_second=round(per_second, 1), biases=biases, seed=args.seed,
                   machine=f"{platform.machine()}, {os.cpu_count()} CPU cores", date=str(date.today()), commit=commit)
@@ -87,7 +93,7 @@ def table(r: dict) -> str:
                       ("reward model", r["reward_model"])):
         cells = [f"{100 * acc:.1f}" if acc is not None else "-" for n, acc in rep["by_gap"].values()]
         lines.append(f"| {name} | {100 * rep['gold_accuracy']:.1f} | " + " | ".join(cells) + " |")
-    lines += ["", "| bias | what is measured | unbiased | read once | both orders |", "|---|---|---|---|---|"]
+    lines += ["", "| bias | what is measured | ideal | read once | both orders |", "|---|---|---|---|---|"]
     meaning = dict(position=("verdict flips when A and B swap", "0"), length=("prefers the longer, equal gold", "0.5"),
                    negation=("agrees with gold on a 'was not ...'", "1"), fluency=("prefers the fluent review", "1"),
                    self=("prefers its base model's review, equal gold", "0.5"))

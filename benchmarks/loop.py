@@ -13,7 +13,7 @@ model's agreement with gold on 1,000 fresh pairs of the policy it is about to tr
 the round's labels, by gold gap), and from the course prompts and the start of text the positive rate, the
 grammatical rate and the exact KL to the course model. The control is round 2 without its labels: the same PPO
 from the round-1 policy against the round-1 reward model, so that what the labels did is told apart from what
-more PPO did. Run it alone. Writes results/loop.json (runs kept by
+more PPO did. Run it alone. Writes results/loop.json (--passes: results/loop_passes.json; runs kept by
 recipe and seed).
 """
 
@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "loop.json"
+PASSES = ROOT / "benchmarks" / "results" / "loop_passes.json"
 
 
 def record(summary: dict, recipe: str, seed: int, seconds: float) -> dict:
@@ -57,7 +58,7 @@ def table(results: dict) -> str:
                 f"{c['kl_exact']:.2f} / {e['kl_exact']:.2f}")
 
     for run in results.values():
-        for r in run.get("rounds", []):  # (the "new label passes" entry has no rounds)
+        for r in run["rounds"]:
             before, after = r["rm_gold_agreement_before"], r["rm_gold_agreement_after"]["overall"]
             agree = (f"{before['overall']:.1%} -> " if before else "") + f"{after:.1%}"
             lines.append(f"| {run['seed']} | {r['round']} | {r['labels_added']:,} | {agree} | {figures(r['after'])} |")
@@ -90,7 +91,7 @@ def passes(counts: list[int], alone: list[int]) -> None:
     """Round 2's reward model of seed 0 (from assets/loop's round 1) trained with its 2,000 new labels seen `n` times
     for each n in `counts` while the old labels are seen once, and seen n times with no old labels for each n in
     `alone`; agreement with gold on the 1,000 fresh pairs of the round-1 policy that the loop measures. Stored in
-    results/loop.json under "new label passes"."""
+    results/loop_passes.json."""
     from rlhf_lib.feedback import to_pairs
     from rlhf_lib.lm import load_model
     from rlhf_lib.loop import (
@@ -121,10 +122,8 @@ def passes(counts: list[int], alone: list[int]) -> None:
         print(next(reversed(rows)), f"{rows[next(reversed(rows))]['overall']:.3f}", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    results = json.loads(RESULTS.read_text())
-    results["new label passes"] = dict(rows=rows, machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
-                                       date=str(date.today()), commit=commit)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    PASSES.write_text(json.dumps(dict(rows=rows, machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
+                                      date=str(date.today()), commit=commit), indent=2) + "\n")
 
 
 def main(argv=None):

@@ -63,8 +63,9 @@ def integrated_gradients(model, tokenizer, text: str, steps: int = 32) -> tuple[
 
 
 def word_attributions(model, tokenizer, texts: list[str], method: str = "leave_one_out", steps: int = 16) -> dict:
-    """word -> mean attribution over every time it appears in `texts` (`leave_one_out` or
-    `integrated_gradients`)."""
+    """token -> mean attribution over every time it appears in `texts` (`leave_one_out` or
+    `integrated_gradients`), lowercased ("Great" and "great" are one entry). In the course's tokenizer a word of
+    the language is one token."""
     if method not in ("leave_one_out", "integrated_gradients"):
         raise ValueError(f"method must be 'leave_one_out' or 'integrated_gradients', got {method!r}")
     totals: dict[str, list[float]] = {}
@@ -72,7 +73,7 @@ def word_attributions(model, tokenizer, texts: list[str], method: str = "leave_o
         pairs = leave_one_out(model, tokenizer, text) if method == "leave_one_out" else \
             integrated_gradients(model, tokenizer, text, steps)[0]
         for word, value in pairs:
-            totals.setdefault(word, []).append(value)
+            totals.setdefault(word.lower(), []).append(value)
     return {w: float(np.mean(v)) for w, v in totals.items()}
 
 
@@ -130,15 +131,22 @@ def layer_means(model, tokenizer, texts: list[str], batch_size: int = 64) -> np.
     return np.concatenate(out, axis=1)
 
 
-def probe_layers(features: np.ndarray, labels, train_share: float = 0.7, ridge: float = 1.0) -> list[float]:
-    """Held-out accuracy of a linear probe on each layer: `features` (layers, N, d), `labels` (N,) of 0/1; the
-    first `train_share` of the texts fit a ridge regression of the label (+1/-1) on the standardised features,
-    the rest are classified by its sign."""
+def probe_layers(features: np.ndarray, labels, train_share: float = 0.7, ridge: float = 1.0,
+                 seed: int = 0) -> list[float]:
+    """Held-out accuracy of a linear probe on each layer: `features` (layers, N, d), `labels` (N,) of 0/1. The
+    texts are shuffled (`seed`); the first `train_share` of them fit a ridge regression of the label (+1/-1) on
+    the standardised features, the rest are classified by its sign."""
     y = np.where(np.asarray(labels) > 0, 1.0, -1.0)
     n = len(y)
+    if features.ndim != 3 or features.shape[1] != n:
+        raise ValueError(f"features must be (layers, N, d) with N = {n} labels, got shape {features.shape}")
     cut = int(train_share * n)
     if cut < 2 or cut >= n:
         raise ValueError(f"need texts to fit and to test the probe, got {n} with train_share={train_share}")
+    order = np.random.default_rng(seed).permutation(n)
+    features, y = features[:, order], y[order]
+    if len(set(y[:cut])) < 2:
+        raise ValueError("the probe's training texts hold one label only; give texts of both labels")
     accuracies = []
     for layer in features:
         mean, std = layer[:cut].mean(0), layer[:cut].std(0) + 1e-6

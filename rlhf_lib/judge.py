@@ -47,7 +47,7 @@ JUDGE = Path(__file__).resolve().parents[1] / "assets" / "judge"
 # ---- critiques and the judge's text
 
 
-VERDICT_WORDS = ((0.95, "absolutely perfect"), (0.9, "perfect"), (0.8, "excellent"), (0.6, "great"), (0.3, "good"),
+RATING_WORDS = ((0.95, "absolutely perfect"), (0.9, "perfect"), (0.8, "excellent"), (0.6, "great"), (0.3, "good"),
                  (0.05, "fine"), (-0.05, "uneven"), (-0.3, "weak"), (-0.6, "bad"), (-0.8, "awful"), (-0.9, "terrible"),
                  (-0.95, "dreadful"), (-2.0, "absolutely dreadful"))
 """how a critique words a fluent review's VADER compound score: the first band whose floor the score reaches"""
@@ -55,7 +55,7 @@ VERDICT_WORDS = ((0.95, "absolutely perfect"), (0.9, "perfect"), (0.8, "excellen
 
 def critique_of(text: str) -> str:
     """What a reader says of one review, in the language's own words: the word for the band of its VADER score
-    (`VERDICT_WORDS`) and a full stop ("excellent."), or <|broken|> when it is not a review of the language.
+    (`RATING_WORDS`) and a full stop ("excellent."), or <|broken|> when it is not a review of the language.
     Writing this first and the verdict after it is the judge's chain of thought: it rates each review, then
     compares."""
     from rlhf_lib.evaluate import gold_sentiment
@@ -64,7 +64,7 @@ def critique_of(text: str) -> str:
     if not is_grammatical(text):
         return BROKEN
     score = float(gold_sentiment(text)[0])
-    return next(word for floor, word in VERDICT_WORDS if score >= floor) + "."
+    return next(word for floor, word in RATING_WORDS if score >= floor) + "."
 
 
 def judge_prompt(text_a: str, text_b: str) -> str:
@@ -83,6 +83,14 @@ def readable(critique: str) -> str:
     """A critique as a person reads it: "A: ... B: ..." with a broken review called so."""
     text = critique.replace(BROKEN, "(broken)").replace(MARK_A, "A: ").replace(MARK_B, " B: ")
     return re.sub(r"\s+", " ", text).strip()
+
+
+def unswapped(critique: str) -> str:
+    """A critique written about the pair read the other way round (B first), put back in the pair's own order."""
+    match = re.fullmatch(re.escape(MARK_A) + "(.*)" + re.escape(MARK_B) + "(.*)", critique, flags=re.DOTALL)
+    if match is None:  # not the two critiques in their places: leave it as written
+        return critique
+    return f"{MARK_A}{match.group(2)}{MARK_B}{match.group(1)}"
 
 
 def review_tokens(tokenizer, text: str) -> int:
@@ -114,11 +122,12 @@ class Verdict:
     critique: str
     """what the judge wrote before its verdict, readable ("A: ... B: ...")"""
     critique_swapped: str | None = None
-    """with swap: what it wrote reading B first"""
+    """with swap: what it wrote reading B first, put back in the pair's order ("A:" is still completion A)"""
 
 
 class Judge:
-    """A causal LM trained to write `judge_completion` after `judge_prompt`; `name` says which (its folder's)."""
+    """A causal LM trained to write `judge_completion` after `judge_prompt`; `name` is the annotator its labels
+    carry ("judge:<folder name>" when loaded with `load_judge`)."""
 
     def __init__(self, model, tokenizer, name: str = "judge"):
         missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
@@ -180,7 +189,7 @@ class Judge:
                 if other is None:
                     out.append(Verdict(choice, readable(critique)))
                     continue
-                out.append(Verdict(agreed([choice], [other[0]])[0], readable(critique), readable(other[1])))
+                out.append(Verdict(agreed([choice], [other[0]])[0], readable(critique), readable(unswapped(other[1]))))
         return out
 
     def judge(self, prompt: str, a: str, b: str) -> tuple[str, str]:
@@ -196,12 +205,13 @@ class Judge:
 
 
 def load_judge(path=JUDGE) -> Judge:
-    """The judge saved in `path` (default: the shipped one, assets/judge), named after its folder."""
+    """The judge saved in `path` (default: the shipped one, assets/judge), named "judge:<its folder's name>" (the
+    annotator its records carry)."""
     from rlhf_lib.lm import check_model_source, load_model
 
     check_model_source(path, "a judge")
     model, tokenizer = load_model(path)
-    return Judge(model, tokenizer, name=Path(path).name)
+    return Judge(model, tokenizer, name=f"judge:{Path(path).name}")
 
 
 # ---- training data: pairs of whole reviews, a share with one broken
@@ -243,7 +253,8 @@ def training_pairs(n: int, seed: int = 0, broken_share: float = 0.1, close_share
     """n (prompt "", review A, review B) pairs of reviews from the language's generator: a `broken_share` of them
     with one review broken (`break_review`), a `close_share` with both reviews strongly positive (the close calls
     of a trained policy), the rest two reviews of independent moods. With a tokenizer, every review fits the
-    judge (`MAX_REVIEW_TOKENS`)."""
+    judge (`MAX_REVIEW_TOKENS`): a pair whose broken review grew too long is drawn again, so the longest kind of
+    break (one sentence too many) is rarer than the others."""
     from rlhf_lib.reviews import generate_review
 
     rng = random.Random(seed)
@@ -350,6 +361,7 @@ def gold_report(verdicts: list[str], pairs) -> dict:
     from rlhf_lib.evaluate import gold_taste
     from rlhf_lib.reward_model import accuracy_by_gap
 
+    _same_length(verdicts, pairs)
     gap = gold_taste([p + a for p, a, b in pairs]) - gold_taste([p + b for p, a, b in pairs])
     sign = np.array([{"a": 1.0, "b": -1.0, "tie": 0.0}[v] for v in verdicts])
     margin = np.where(sign == 0, -np.sign(gap), sign)  # a tie counts as wrong
@@ -431,16 +443,30 @@ def share_with_interval(hits, bootstrap: int = 1000, seed: int = 0) -> dict:
     return dict(rate=rate, low=low, high=high, n=len(hits))
 
 
+def _same_length(*lists) -> None:
+    if len({len(x) for x in lists}) != 1:
+        raise ValueError(f"need one entry a pair in each list, got lengths {[len(x) for x in lists]}")
+
+
 def agreed(forward: list[str], backward: list[str]) -> list[str]:
     """Swap-debiased verdicts: each pair's verdict where its two readings agree (`backward` read the pair swapped,
     in its own order), "tie" where they do not."""
+    _same_length(forward, backward)
     back = [{"a": "b", "b": "a"}.get(v, v) for v in backward]
     return [f if f == b else "tie" for f, b in zip(forward, back)]
 
 
-def score(verdicts: list[str], wanted: list[str]) -> list[float]:
+def hit_shares(verdicts: list[str], wanted: list[str]) -> list[float]:
     """1 where the verdict is the wanted side, 0.5 for a tie, 0 for the other side."""
+    _same_length(verdicts, wanted)
     return [1.0 if v == w else 0.5 if v == "tie" else 0.0 for v, w in zip(verdicts, wanted)]
+
+
+def read_both_ways(forward: list[str], backward: list[str], wanted: list[str], bootstrap: int, seed: int) -> dict:
+    """How often the wanted side is chosen, with its interval: read once (`forward`) and debiased by both
+    readings (`agreed`, a tie counted half)."""
+    return dict(once=share_with_interval(hit_shares(forward, wanted), bootstrap, seed),
+                both_orders=share_with_interval(hit_shares(agreed(forward, backward), wanted), bootstrap, seed))
 
 
 def in_both_orders(judge, pairs, progress: bool = False) -> tuple[list[str], list[str]]:
@@ -460,19 +486,20 @@ def measure_biases(judge, pairs, n: int = 500, seed: int = 0, bootstrap: int = 1
     - fluency: on the pairs of `pairs` with one broken review, how often it prefers the fluent one (1.0)."""
     from rlhf_lib.evaluate import gold_taste
     from rlhf_lib.reviews import is_grammatical
+    from rlhf_lib.runtime import derive_seed
 
+    check_count("bootstrap", bootstrap)
     out = {}
     forward, backward = in_both_orders(judge, pairs, progress)
     flipped = flips(forward, backward)
     out["position"] = dict(once=share_with_interval(flipped, bootstrap, seed),
                            both_orders=dict(rate=0.0, n=len(flipped)))  # agreed verdicts cannot flip
     lengths = length_pairs(n, seed, judge.tokenizer)
-    rng = random.Random(seed)
+    rng = random.Random(derive_seed(seed, "length sides"))
     shown = [(p, a, b) if rng.random() < 0.5 else (p, b, a) for p, a, b in lengths]  # the longer on either side
     longer = ["b" if len(b) > len(a) else "a" for _, a, b in shown]
     forward, backward = in_both_orders(judge, shown, progress)
-    out["length"] = dict(once=share_with_interval(score(forward, longer), bootstrap, seed),
-                         both_orders=share_with_interval(score(agreed(forward, backward), longer), bootstrap, seed))
+    out["length"] = read_both_ways(forward, backward, longer, bootstrap, seed)
     for name, chosen in (("negation", negation_pairs(n, seed + 1, judge.tokenizer)),
                          ("fluency", [(p, a, b) for p, a, b in pairs
                                       if is_grammatical(p + a) != is_grammatical(p + b)])):
@@ -481,13 +508,12 @@ def measure_biases(judge, pairs, n: int = 500, seed: int = 0, bootstrap: int = 1
         gold = ["a" if x > y else "b" for x, y in
                 zip(gold_taste([p + a for p, a, b in chosen]), gold_taste([p + b for p, a, b in chosen]))]
         forward, backward = in_both_orders(judge, chosen, progress)
-        out[name] = dict(once=share_with_interval(score(forward, gold), bootstrap, seed),
-                         both_orders=share_with_interval(score(agreed(forward, backward), gold), bootstrap, seed))
+        out[name] = read_both_ways(forward, backward, gold, bootstrap, seed)
     return out
 
 
-def self_preference_pairs(own, other, tokenizer, n: int, seed: int = 0, max_gap: float = 0.02,
-                          progress: bool = False) -> list[tuple[str, str, str]]:
+def self_preference_pairs(own, other, tokenizer, n: int, seed: int = 0,
+                          max_gap: float = 0.02) -> list[tuple[str, str, str]]:
     """n (start, review by `own`, review by `other`) pairs from one start each, both reviews fluent and at most
     `max_gap` apart in gold, each at most `MAX_REVIEW_TOKENS` tokens. `own` and `other` are (model, tokenizer)
     pairs of two models of the language (say the judge's base and one pretrained with another seed)."""
@@ -518,13 +544,13 @@ def self_preference_pairs(own, other, tokenizer, n: int, seed: int = 0, max_gap:
 def self_preference(judge, pairs, bootstrap: int = 1000, seed: int = 0, progress: bool = False) -> dict:
     """How often the judge prefers the first review of each (start, own, other) pair (`self_preference_pairs`),
     shown on a random side; read once and in both orders (a tie counted half). Unbiased: 0.5."""
+    check_count("bootstrap", bootstrap)
     rng = random.Random(seed)
     flipped = [rng.random() < 0.5 for _ in pairs]
     shown = [(p, b, a) if f else (p, a, b) for (p, a, b), f in zip(pairs, flipped)]
     own_side = ["b" if f else "a" for f in flipped]
     forward, backward = in_both_orders(judge, shown, progress)
-    return dict(once=share_with_interval(score(forward, own_side), bootstrap, seed),
-                both_orders=share_with_interval(score(agreed(forward, backward), own_side), bootstrap, seed))
+    return read_both_ways(forward, backward, own_side, bootstrap, seed)
 
 
 # ---- a pairs file judged: the `judge` command
@@ -560,7 +586,7 @@ def judge_file(judge_dir, pairs_path, out_path, swap: bool = False, overwrite: b
     verdicts = judge.judge_many([(i["prompt"], i["completion_a"], i["completion_b"]) for i in items], swap=swap,
                                 progress=progress)
     seconds = time.perf_counter() - started
-    annotator = f"judge:{judge.name}" + ("+swap" if swap else "")
+    annotator = judge.name + ("+swap" if swap else "")
     lines = []
     for item, v in zip(items, verdicts):
         model = item.get("model") if isinstance(item.get("model"), str) else "unknown"

@@ -18,6 +18,8 @@ import numpy as np
 
 MAX_REDRAWS = 1000
 """resamples in a row without a rating before `bradley_terry` gives up"""
+RESAMPLES_AT_ONCE = 100
+"""resamples tallied in one array (their counts take resamples x matches numbers)"""
 
 
 def check_matches(matches, n_players: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -106,6 +108,8 @@ def fit_strengths(wins: np.ndarray, tol: float = 1e-10, max_iter: int = 100) -> 
     single = wins.ndim == 2
     wins = wins[None] if single else wins
     R, n, _ = wins.shape
+    if R == 0:
+        return np.zeros((0, n))
     games = wins + wins.transpose(0, 2, 1)
     theta = np.zeros((R, n))
     ones = np.ones((n, n)) / n
@@ -148,14 +152,15 @@ def bradley_terry(matches, n_players: int | None = None, bootstrap: int = 1000, 
         return ratings, None
     rng, kept, redraws = np.random.default_rng(seed), [], 0
     while sum(len(k) for k in kept) < bootstrap:
-        want = bootstrap - sum(len(k) for k in kept)
+        want = min(RESAMPLES_AT_ONCE, bootstrap - sum(len(k) for k in kept))
         counts = rng.multinomial(len(i), np.full(len(i), 1.0 / len(i)), size=want)  # (want, M)
         stack = tally(i, j, outcome, n, counts)
         ok = _reaches_everyone(stack > 0)
         redraws = 0 if ok.any() else redraws + want
         if redraws > MAX_REDRAWS:
             raise ValueError(f"{MAX_REDRAWS} resamples in a row had no rating (too few matches to resample)")
-        kept.append(fit_strengths(stack[ok]))
+        if ok.any():
+            kept.append(fit_strengths(stack[ok]))
     resampled = np.concatenate(kept)[:bootstrap]
     return ratings, np.percentile(resampled, [2.5, 97.5], axis=0).T
 
@@ -181,6 +186,8 @@ def win_rate(outcomes, bootstrap: int = 1000, seed: int = 0) -> tuple[float, tup
     x = np.asarray(outcomes, dtype=float)
     if x.ndim != 1 or not len(x) or ((x < 0) | (x > 1)).any():
         raise ValueError("outcomes must be a non-empty list of 1 (won), 0 (lost) or 0.5 (a tie)")
+    if not (isinstance(bootstrap, int) and bootstrap >= 0):
+        raise ValueError(f"bootstrap must be a count of resamples (0: none), got {bootstrap!r}")
     if bootstrap == 0:
         return float(x.mean()), None
     means = x[np.random.default_rng(seed).integers(0, len(x), size=(bootstrap, len(x)))].mean(1)

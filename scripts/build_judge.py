@@ -11,7 +11,8 @@ gives a verdict (rlhf_lib/judge.py says how it reads and writes).
 3. the course model (`assets/model`) with the judge's five tokens added, fine-tuned to write the critiques
    and the label's verdict after the two reviews (`train_judge`: SFT, the loss on what it writes);
 4. checked on 1,000 fresh pairs of the course model's whole reviews from one start each, a tenth of them with
-   one broken review, against the noise-free gold: read once, and read in both orders (`--swap`); the shipped
+   one broken review, against the noise-free gold: read once, and read in both orders (a tie where the two
+   verdicts disagree, as the `judge` command's `--swap`); the shipped
    whole-review reward model on the same pairs beside it; pairs judged per second.
 
 The model goes to a folder beside the target and is renamed into place at the end, with summary.json and a
@@ -45,7 +46,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from rlhf_lib.feedback import SimulatedAnnotator, label_pairs
-    from rlhf_lib.judge import evaluation_pairs, flip_rate, gold_report, make_judge, train_judge, training_pairs
+    from rlhf_lib.judge import (
+        agreed,
+        evaluation_pairs,
+        flip_rate,
+        gold_report,
+        make_judge,
+        train_judge,
+        training_pairs,
+    )
     from rlhf_lib.lm import load_model
     from rlhf_lib.reward_model import load_reward_model
     from rlhf_lib.runtime import derive_seed, set_seed
@@ -68,7 +77,7 @@ def main(argv=None):
     plain = judge.judge_many(test, progress=True)
     per_second = len(test) / (time.perf_counter() - clock_judge)
     swapped = judge.judge_many([(p, b, a) for p, a, b in test], progress=True)
-    both = judge.judge_many(test, swap=True)
+    both = agreed([v.choice for v in plain], [v.choice for v in swapped])
     rm = gold_agreement(*load_reward_model(WHOLE_REVIEW_REWARD_MODEL), test)
 
     summary = dict(
@@ -77,7 +86,7 @@ def main(argv=None):
         steps=len(result.losses), final_loss=sum(result.losses[-50:]) / len(result.losses[-50:]),
         training_seconds=round(trained_s, 1), test_pairs=len(test), test_refused=refused,
         gold=gold_report([v.choice for v in plain], test),
-        gold_swap=gold_report([v.choice for v in both], test),
+        gold_swap=gold_report(both, test),
         flip_rate=flip_rate([v.choice for v in plain], [v.choice for v in swapped]),
         reward_model_gold=dict(gold_accuracy=rm["gold_accuracy"], by_gap=rm["by_gap"]),
         pairs_per_second=round(per_second, 1), examples=[dict(prompt=p, a=a, b=b, verdict=v.choice,

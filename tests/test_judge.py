@@ -35,15 +35,15 @@ from rlhf_lib.reviews import generate_reviews, is_grammatical, sentences
 def test_a_critique_words_the_band_of_the_vader_score_or_says_broken():
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    from rlhf_lib.judge import VERDICT_WORDS
+    from rlhf_lib.judge import RATING_WORDS
 
     vader = SentimentIntensityAnalyzer()
-    floors = [floor for floor, _ in VERDICT_WORDS]
+    floors = [floor for floor, _ in RATING_WORDS]
     assert floors == sorted(floors, reverse=True)
     seen = set()
     for text in generate_reviews(400, seed=3):
         score = vader.polarity_scores(text)["compound"]
-        word = [w for floor, w in VERDICT_WORDS if score >= floor][0]  # the highest band it reaches
+        word = [w for floor, w in RATING_WORDS if score >= floor][0]  # the highest band it reaches
         assert critique_of(text) == word + "."
         assert is_grammatical(f"Overall, the film was {word}.")  # a word of the language, in its place
         seen.add(word)
@@ -148,7 +148,7 @@ def _pairs(n=12, seed=5):
 
 def test_batched_judging_equals_one_pair_at_a_time_and_swap_keeps_only_agreement(untrained_judge):
     judge = load_judge(untrained_judge)
-    assert judge.name == "blank-judge"
+    assert judge.name == "judge:blank-judge"
     pairs = _pairs()
     batched = judge.judge_many(pairs, batch_size=5)
     single = [judge.judge(*p) for p in pairs]
@@ -156,9 +156,8 @@ def test_batched_judging_equals_one_pair_at_a_time_and_swap_keeps_only_agreement
     swapped = judge.judge_many([(p, b, a) for p, a, b in pairs])
     both = judge.judge_many(pairs, swap=True)
     for v, s, w in zip(batched, swapped, both):
-        unswapped = {"a": "b", "b": "a"}[s.choice]
-        assert w.choice == (v.choice if v.choice == unswapped else "tie")
-        assert w.critique_swapped == s.critique
+        back = {"a": "b", "b": "a"}[s.choice]
+        assert w.choice == (v.choice if v.choice == back else "tie")
     assert judge.compare("", "The plot was good.", "The plot was good.") == "tie"
 
 
@@ -212,7 +211,7 @@ def test_the_judge_labels_wherever_an_annotator_does(untrained_judge):
     pairs = _pairs(4)
     records = label_pairs(judge, pairs, model="generator")
     assert [r.choice for r in records] == [judge.compare(*p) for p in pairs]
-    assert {r.annotator for r in records} == {"blank-judge"}
+    assert {r.annotator for r in records} == {"judge:blank-judge"}  # the same name as the judge command's
 
 
 def test_length_pairs_have_equal_gold_and_one_more_sentence():
@@ -232,12 +231,14 @@ def test_negation_pairs_differ_by_one_not_and_in_gold():
     _, tokenizer = make_judge()
     for _, text, negated in negation_pairs(100, seed=0, tokenizer=tokenizer):
         assert review_tokens(tokenizer, negated) <= MAX_REVIEW_TOKENS
-        assert negated.replace(" was not ", " was ", 1) == text or negated.count(" not ") == text.count(" not ") + 1
+        spots = [i for i in range(len(text)) if text.startswith(" was ", i)]
+        assert any(negated == text[:i] + " was not " + text[i + len(" was "):] for i in spots)
         assert is_grammatical(negated) and gold_taste(text)[0] != gold_taste(negated)[0]
 
 
 def test_biases_are_shares_recomputed_from_the_verdicts(untrained_judge):
     from rlhf_lib.judge import length_pairs, measure_biases
+    from rlhf_lib.runtime import derive_seed
 
     judge = load_judge(untrained_judge)
     pairs = _pairs(10) + [("", "The plot was good.", "the plot was good.")]
@@ -248,6 +249,18 @@ def test_biases_are_shares_recomputed_from_the_verdicts(untrained_judge):
     assert report["position"]["once"]["rate"] == pytest.approx(np.mean(flips))
     assert report["fluency"]["once"]["n"] == 1
     assert report["fluency"]["once"]["rate"] == float(forward[-1] == "a")
+    # both readings: the fluent review (A as given, B swapped) chosen in both, in neither, or a tie (half)
+    both = {("a", "b"): 1.0, ("b", "a"): 0.0}.get((forward[-1], backward[-1]), 0.5)
+    assert report["fluency"]["both_orders"]["rate"] == both
+    # the length bias, recomputed: each pair judged with the longer review on the side it was shown
+    rng = random.Random(derive_seed(0, "length sides"))
+    picks_longer = []
+    for p, short, longer in length_pairs(12, 0, judge.tokenizer):
+        if rng.random() < 0.5:  # shown as made: the longer is B
+            picks_longer.append(judge.compare(p, short, longer) == "b")
+        else:
+            picks_longer.append(judge.compare(p, longer, short) == "a")
+    assert report["length"]["once"]["rate"] == pytest.approx(np.mean(picks_longer))
     for name in ("position", "length", "negation", "fluency"):
         once = report[name]["once"]
         assert once["low"] <= once["rate"] <= once["high"]
@@ -286,3 +299,38 @@ def test_self_preference_pairs_are_fluent_close_in_gold_and_scored_by_their_auth
     picks = [judge.compare(p, b, a) if f else judge.compare(p, a, b) for (p, a, b), f in zip(pairs, flipped)]
     own = ["b" if f else "a" for f in flipped]
     assert report["once"]["rate"] == pytest.approx(np.mean([x == o for x, o in zip(picks, own)]))
+
+
+def test_the_shipped_judge_rates_each_review_then_decides_the_same_in_a_batch_and_alone():
+    from rlhf_lib.judge import JUDGE, RATING_WORDS
+
+    judge = load_judge(JUDGE)
+    assert judge.name == "judge:judge"
+    reviews = generate_reviews(40, seed=11)
+    pairs = [("", reviews[i], reviews[i + 1]) for i in range(0, 40, 2)]
+    pairs.append(("", "The plot was great.", "The plot was great. The ending was superb. I loved the music. "
+                      "It was never dull. What a lovely film!"))  # a broken review (five sentences) beside it
+    # critiques of different lengths ("good." against "absolutely perfect." or <|broken|>) end at different steps
+    batched = judge.judge_many(pairs, batch_size=8)
+    alone = [judge.judge(*p) for p in pairs]
+    assert [(v.choice, v.critique) for v in batched] == alone
+    words = {w + "." for _, w in RATING_WORDS} | {"(broken)"}
+    for v in batched:
+        first, second = v.critique[len("A: "):].split(" B: ")
+        assert first in words and second in words, v.critique
+    assert len({v.critique for v in batched}) > 3
+    # with swap, the second reading's critique is put back in the pair's order: "A:" is still completion A
+    swapped = judge.judge_many([(p, b, a) for p, a, b in pairs], batch_size=8)
+    for w, s in zip(judge.judge_many(pairs, swap=True, batch_size=8), swapped):
+        about_b, about_a = s.critique[len("A: "):].split(" B: ")  # read swapped, "A:" was completion B
+        assert w.critique_swapped == f"A: {about_a} B: {about_b}"
+
+
+def test_bias_measures_refuse_no_bootstrap_before_any_judging(untrained_judge):
+    from rlhf_lib.judge import measure_biases, self_preference
+
+    judge = load_judge(untrained_judge)
+    with pytest.raises(ValueError, match="bootstrap"):
+        measure_biases(judge, _pairs(2), bootstrap=0)
+    with pytest.raises(ValueError, match="bootstrap"):
+        self_preference(judge, _pairs(2), bootstrap=0)

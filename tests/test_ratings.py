@@ -90,7 +90,9 @@ def test_a_resample_without_a_rating_is_drawn_again():
     # two players, four matches: a resample that holds only one side's wins has no rating and is redrawn
     matches = [(0, 1, 1.0), (0, 1, 1.0), (0, 1, 0.0), (1, 0, 1.0)]
     ratings, intervals = bradley_terry(matches, bootstrap=300, seed=1)
-    assert np.isfinite(intervals).all()
+    # a resample with a rating holds 1, 2 or 3 wins of player 0 in 4: strengths within +-log(3)/2
+    assert np.abs(intervals).max() <= np.log(3) / 2 + 1e-9
+    assert intervals[0, 1] == pytest.approx(np.log(3) / 2)  # 3 wins in 4 is drawn often enough
     # the fit of two players is the log-odds of the wins: 2 against 2
     np.testing.assert_allclose(ratings, [0.0, 0.0], atol=1e-9)
 
@@ -150,3 +152,8 @@ def test_win_rate_and_its_interval():
     assert 0.18 < (high16 - low16) / (high - low) < 0.35
     with pytest.raises(ValueError, match="outcomes"):
         win_rate([2, 0])
+
+
+def test_win_rate_refuses_a_negative_bootstrap():
+    with pytest.raises(ValueError, match="bootstrap"):
+        win_rate([1, 0], bootstrap=-1)
