@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import subprocess
-import time
 from datetime import date
 from pathlib import Path
 
@@ -36,18 +35,15 @@ RESULTS = ROOT / "benchmarks" / "results" / "judge.json"
 def main(argv=None):
     from rlhf_lib.judge import (
         JUDGE,
-        agreed,
+        check_judge,
         evaluation_pairs,
-        gold_report,
         load_judge,
         measure_biases,
         self_preference,
         self_preference_pairs,
     )
     from rlhf_lib.lm import load_model
-    from rlhf_lib.reward_model import load_reward_model
     from rlhf_lib.runtime import derive_seed
-    from rlhf_lib.whole_reviews import WHOLE_REVIEW_REWARD_MODEL, gold_agreement
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--judge", type=Path, default=JUDGE)
@@ -63,12 +59,7 @@ def main(argv=None):
     judge = load_judge(args.judge)
     course, tokenizer = load_model()
     pairs, refused = evaluation_pairs(course, tokenizer, args.pairs, seed=derive_seed(args.seed, "judge test"))
-    clock = time.perf_counter()
-    once = judge.judge_many(pairs, progress=True)
-    per_second = len(pairs) / (time.perf_counter() - clock)
-    swapped = judge.judge_many([(p, b, a) for p, a, b in pairs], progress=True)
-    both = agreed([v.choice for v in once], [v.choice for v in swapped])
-    rm = gold_agreement(*load_reward_model(WHOLE_REVIEW_REWARD_MODEL), pairs)
+    checked = check_judge(judge, pairs, progress=True)
     biases = measure_biases(judge, pairs, seed=args.seed, progress=True)
     if args.other is not None:
         close = self_preference_pairs((course, tokenizer), load_model(args.other), tokenizer, 500, seed=args.seed)
@@ -76,11 +67,10 @@ def main(argv=None):
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     result = dict(judge=str(args.judge), pairs=len(pairs), refused=refused,
-                  gold_once=gold_report([v.choice for v in once], pairs),
-                  gold_both_orders=gold_report(both, pairs),
-                  reward_model=dict(gold_accuracy=rm["gold_accuracy"], by_gap=rm["by_gap"]),
-                  pairs_per_second=round(per_second, 1), biases=biases, seed=args.seed,
-                  machine=f"{platform.machine()}, {os.cpu_count()} CPU cores", date=str(date.today()), commit=commit)
+                  **{k: checked[k] for k in ("gold_once", "gold_both_orders", "flip_rate", "reward_model",
+                                             "pairs_per_second")},
+                  biases=biases, seed=args.seed, machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
+                  date=str(date.today()), commit=commit)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
 

@@ -373,6 +373,28 @@ def gold_report(verdicts: list[str], pairs) -> dict:
                         zip(bands["bands"], bands["n"], bands["accuracy"])})
 
 
+def check_judge(judge, pairs, progress: bool = False) -> dict:
+    """The judge on (prompt, a, b) pairs against the noise-free gold: read once (`gold_once`) and in both orders
+    (`gold_both_orders`, a tie where they disagree), its `flip_rate`, the shipped whole-review reward model's
+    agreement on the same pairs (`reward_model`), pairs judged a second read once, and the first verdicts with
+    their critiques (`examples`)."""
+    from rlhf_lib.reward_model import load_reward_model
+    from rlhf_lib.whole_reviews import WHOLE_REVIEW_REWARD_MODEL, gold_agreement
+
+    clock = time.perf_counter()
+    once = judge.judge_many(pairs, progress=progress)
+    per_second = len(pairs) / (time.perf_counter() - clock)
+    swapped = [v.choice for v in judge.judge_many([(p, b, a) for p, a, b in pairs], progress=progress)]
+    choices = [v.choice for v in once]
+    rm = gold_agreement(*load_reward_model(WHOLE_REVIEW_REWARD_MODEL), pairs)
+    return dict(gold_once=gold_report(choices, pairs), gold_both_orders=gold_report(agreed(choices, swapped), pairs),
+                flip_rate=flip_rate(choices, swapped), reward_model=dict(gold_accuracy=rm["gold_accuracy"],
+                                                                         by_gap=rm["by_gap"]),
+                pairs_per_second=round(per_second, 1),
+                examples=[dict(prompt=p, a=a, b=b, verdict=v.choice, critique=v.critique)
+                          for (p, a, b), v in list(zip(pairs, once))[:5]])
+
+
 def flips(forward: list[str], backward: list[str]) -> list[float]:
     """1.0 for each pair whose verdict changes when A and B trade places, else 0.0 (`backward` holds the verdicts
     on the swapped pairs, in their own order)."""

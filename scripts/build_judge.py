@@ -46,20 +46,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from rlhf_lib.feedback import SimulatedAnnotator, label_pairs
-    from rlhf_lib.judge import (
-        agreed,
-        evaluation_pairs,
-        flip_rate,
-        gold_report,
-        make_judge,
-        train_judge,
-        training_pairs,
-    )
+    from rlhf_lib.judge import check_judge, evaluation_pairs, make_judge, train_judge, training_pairs
     from rlhf_lib.lm import load_model
-    from rlhf_lib.reward_model import load_reward_model
     from rlhf_lib.runtime import derive_seed, set_seed
     from rlhf_lib.sft import SFTConfig
-    from rlhf_lib.whole_reviews import WHOLE_REVIEW_REWARD_MODEL, gold_agreement
 
     set_seed(args.seed)
     clock = time.perf_counter()
@@ -73,25 +63,16 @@ def main(argv=None):
 
     course, course_tok = load_model()
     test, refused = evaluation_pairs(course, course_tok, args.eval, seed=derive_seed(args.seed, "judge test"))
-    clock_judge = time.perf_counter()
-    plain = judge.judge_many(test, progress=True)
-    per_second = len(test) / (time.perf_counter() - clock_judge)
-    swapped = judge.judge_many([(p, b, a) for p, a, b in test], progress=True)
-    both = agreed([v.choice for v in plain], [v.choice for v in swapped])
-    rm = gold_agreement(*load_reward_model(WHOLE_REVIEW_REWARD_MODEL), test)
+    checked = check_judge(judge, test, progress=True)
 
     summary = dict(
         kind="judge", base="assets/model", training_pairs=len(pairs),
         training_labels=sum(r["choice"] in ("a", "b") for r in records),
         steps=len(result.losses), final_loss=sum(result.losses[-50:]) / len(result.losses[-50:]),
         training_seconds=round(trained_s, 1), test_pairs=len(test), test_refused=refused,
-        gold=gold_report([v.choice for v in plain], test),
-        gold_swap=gold_report(both, test),
-        flip_rate=flip_rate([v.choice for v in plain], [v.choice for v in swapped]),
-        reward_model_gold=dict(gold_accuracy=rm["gold_accuracy"], by_gap=rm["by_gap"]),
-        pairs_per_second=round(per_second, 1), examples=[dict(prompt=p, a=a, b=b, verdict=v.choice,
-                                                               critique=v.critique)
-                                                          for (p, a, b), v in list(zip(test, plain))[:5]],
+        gold=checked["gold_once"], gold_swap=checked["gold_both_orders"], flip_rate=checked["flip_rate"],
+        reward_model_gold=checked["reward_model"], pairs_per_second=checked["pairs_per_second"],
+        examples=checked["examples"],
         seed=args.seed, epochs=args.epochs, lr=args.lr, broken_share=args.broken_share,
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
         date=str(date.today()),

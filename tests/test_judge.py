@@ -334,3 +334,18 @@ def test_bias_measures_refuse_no_bootstrap_before_any_judging(untrained_judge):
         measure_biases(judge, _pairs(2), bootstrap=0)
     with pytest.raises(ValueError, match="bootstrap"):
         self_preference(judge, _pairs(2), bootstrap=0)
+
+
+def test_check_judge_reports_what_its_parts_give(untrained_judge):
+    from rlhf_lib.judge import check_judge
+
+    judge = load_judge(untrained_judge)
+    pairs = _pairs(6) + [("", "The plot was good.", "the plot was good.")]
+    report = check_judge(judge, pairs)
+    once = [judge.compare(*p) for p in pairs]
+    swapped = [judge.compare(p, b, a) for p, a, b in pairs]
+    assert report["gold_once"] == gold_report(once, pairs)
+    assert report["flip_rate"] == flip_rate(once, swapped)
+    kept = [o if {"a": "b", "b": "a"}[s] == o else "tie" for o, s in zip(once, swapped)]
+    assert report["gold_both_orders"] == gold_report(kept, pairs)
+    assert 0 < report["reward_model"]["gold_accuracy"] <= 1 and report["pairs_per_second"] > 0
