@@ -117,13 +117,13 @@ def lexicon_agreement(attributions: dict, top: int = 8) -> dict:
 def layer_means(model, tokenizer, texts: list[str], batch_size: int = 64) -> np.ndarray:
     """(layers + 1, N, d): each text's hidden state averaged over its tokens, after the embeddings and after each
     block, of a causal LM or a reward model."""
+    from rlhf_lib.lm import position_ids_from_mask
+
     body = getattr(model, "transformer", model)
     out = []
     for i in range(0, len(texts), batch_size):
         ids, mask = encode_ids(tokenizer, [tokenizer(t, add_special_tokens=False)["input_ids"]
                                            for t in texts[i : i + batch_size]])
-        from rlhf_lib.lm import position_ids_from_mask
-
         hidden = body(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
                       output_hidden_states=True).hidden_states
         m = mask[None, :, :, None].float()
