@@ -31,6 +31,7 @@ Reward models (notebooks 07, 09):
     bon.py              best-of-n: the estimator from one pool, its KL, Gao et al.'s fits
     goodhart.py         over-optimisation measured: the proxy reward against the gold one
     interpret.py        inside a reward model: word attributions against VADER's lexicon, layer probes
+    rlaif.py            RLAIF at equal cost: a label budget spent on a reward model or on a judge (notebook 12)
 
 The trainers (notebooks 05, 08, 10):
 

@@ -489,6 +489,59 @@ ANSWERS: dict[str, tuple[str, str]] = {
         model variants and temperatures for the same reason: diversity where the policy is heading.
         """,
     ),
+    "12.1": (
+        "The judge agreed with gold less often than the scalar reward model, and in RLAIF its labels train a "
+        "reward model rather than serving as PPO's reward themselves. Why train a reward model on a judge's labels "
+        "instead of asking the judge during PPO?",
+        """
+        Cost first. PPO scores every sampled review, batch after batch: a reward model does it in one forward
+        pass per review, the judge writes a critique token by token for every pair. And the judge answers a
+        different question: it compares two reviews, while PPO wants a number for one. You could compare each
+        sample against a fixed reference review, but then the reward is a win or a loss, with no size.
+
+        A reward model trained on many judge labels also averages the judge's noise: where the judge's verdicts
+        on similar pairs disagree, the reward model learns their tendency. It cannot average away the judge's
+        biases, though: a bias that is consistent (the first place, the longer review) is learned like taste.
+        And the reward model's agreement with gold sits below the judge's: it learns from labels, not from
+        the knowledge behind them. Generative reward models used directly as the reward (a judge asked for a
+        score during PPO, or a verifier in GRPO) pay that cost for the judge's reasoning.
+        """,
+    ),
+    "12.2": (
+        "The length preference of this judge sits near one half; judges studied by Zheng et al. (2023) prefer the "
+        "longer answer. Where does a judge's length bias come from, and how would it show in a policy trained on "
+        "its labels?",
+        """
+        From its training labels. This judge learned from labels that depend on the words' sentiment only, and
+        one more neutral sentence changes nothing, so it had nothing to learn about length. A large judge learned
+        from people, and people, given two answers, often prefer the one that says more: it looks more careful.
+        Instruction tuning passes that preference on.
+
+        A policy trained on a length-biased reward learns the cheapest way up the reward: say more. Its answers
+        grow longer round after round while their quality does not, the length hacking seen in RLHF'd chat
+        models (Singhal et al. 2023). The remedies measure the bias first, as this notebook does, then control
+        for it: pairs of equal length for labelling, a length penalty in the reward, or a length-controlled win
+        rate when evaluating (notebook 13).
+        """,
+    ),
+    "12.3": (
+        "The judge fine-tuned on the 200 labels was close to chance, and the labels of the shipped judge made the "
+        "best reward model. What did the shipped judge bring that 200 labels could not, and what plays its part "
+        "when RLAIF uses a large language model?",
+        """
+        Knowledge. A judge cannot know more than it learned: made from the course model and 200 labels, it has
+        seen 200 verdicts, too few to learn a taste, and its thousands of labels repeat that ignorance. The
+        shipped judge learned from 120,000 labelled pairs; its labels carry that knowledge to the reward model,
+        which the budget alone could not buy.
+
+        With a large model, pretraining and instruction tuning play the part of the 120,000 labels: the judge
+        already knows what a helpful, harmless or fluent answer looks like before anyone spends a label. That is
+        why RLAIF can match RLHF (Lee et al. 2023): the judge's prior is rich. The 200 human labels are then
+        best spent checking the judge (its agreement with people, its biases) and on the cases it gets wrong,
+        not on teaching it from scratch. The reward model trained on the judge's labels still agrees with gold
+        less often than the judge does: each step from knowledge to labels to a model loses some.
+        """,
+    ),
 }
 
 

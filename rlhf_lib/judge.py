@@ -72,11 +72,13 @@ def judge_prompt(text_a: str, text_b: str) -> str:
     return f"{text_a}{SEP}{text_b}{SEP}"
 
 
-def judge_completion(text_a: str, text_b: str, choice: str) -> str:
-    """What the judge learns to write after `judge_prompt`: both critiques, then the verdict ("a" or "b")."""
+def judge_completion(text_a: str, text_b: str, choice: str, critique=critique_of) -> str:
+    """What the judge learns to write after `judge_prompt`: both critiques (`critique(text)` of each review; None:
+    the marks alone, a judge of the verdict only), then the verdict ("a" or "b")."""
     if choice not in ("a", "b"):
         raise ValueError(f"a verdict is 'a' or 'b', got {choice!r}")
-    return f"{MARK_A}{critique_of(text_a)}{MARK_B}{critique_of(text_b)}{VERDICT}{MARK_A if choice == 'a' else MARK_B}"
+    words = critique or (lambda text: "")
+    return f"{MARK_A}{words(text_a)}{MARK_B}{words(text_b)}{VERDICT}{MARK_A if choice == 'a' else MARK_B}"
 
 
 def readable(critique: str) -> str:
@@ -285,15 +287,15 @@ def training_pairs(n: int, seed: int = 0, broken_share: float = 0.1, close_share
     return out
 
 
-def judge_demonstrations(records) -> list[dict]:
+def judge_demonstrations(records, critique=critique_of) -> list[dict]:
     """SFT demonstrations ({prompt, completion}) from decided preference records: the judge reads the two whole
-    reviews and learns to write the critiques and the recorded verdict."""
+    reviews and learns to write the critiques (`judge_completion`) and the recorded verdict."""
     out = []
     for r in records:
         if r["choice"] not in ("a", "b"):
             continue
         a, b = r["prompt"] + r["completion_a"], r["prompt"] + r["completion_b"]
-        out.append(dict(prompt=judge_prompt(a, b), completion=judge_completion(a, b, r["choice"])))
+        out.append(dict(prompt=judge_prompt(a, b), completion=judge_completion(a, b, r["choice"], critique)))
     if not out:
         raise ValueError("no decided (a/b) labels to train a judge on")
     return out
@@ -310,13 +312,15 @@ def make_judge(base=None):
     return model, tokenizer
 
 
-def train_judge(records, base=None, cfg=None, progress: bool = True):
+def train_judge(records, base=None, cfg=None, critique=critique_of, progress: bool = True):
     """(judge, SFTResult): a judge fine-tuned from `base` (default: the course model) on the preference
-    records' decided labels (`judge_demonstrations`, `rlhf_lib.sft.sft`: the loss on critiques and verdict)."""
+    records' decided labels (`judge_demonstrations`, `rlhf_lib.sft.sft`: the loss on critiques and verdict).
+    critique=None trains the verdict alone, from the labels and nothing else."""
     from rlhf_lib.sft import SFTConfig, sft
 
     model, tokenizer = make_judge(base)
-    result = sft(model, tokenizer, judge_demonstrations(records), cfg or SFTConfig(epochs=1), progress=progress)
+    result = sft(model, tokenizer, judge_demonstrations(records, critique), cfg or SFTConfig(epochs=1),
+                 progress=progress)
     return Judge(model, tokenizer), result
 
 
@@ -333,10 +337,11 @@ def evaluation_pairs(model, tokenizer, n: int = 1000, broken_share: float = 0.1,
     from rlhf_lib.whole_reviews import review_starts, sample_whole_pairs
 
     want_broken = round(broken_share * n)
+    size = min(1024, max(128, 2 * n))  # pairs sampled a draw
     one_broken, fluent, refused, draw = [], [], 0, 0
     while len(one_broken) < want_broken or len(fluent) < n - want_broken:
         chunk_seed = derive_seed(seed, "judge evaluation", draw)
-        for p, a, b in sample_whole_pairs(model, tokenizer, 1024, starts=review_starts(1024, chunk_seed),
+        for p, a, b in sample_whole_pairs(model, tokenizer, size, starts=review_starts(size, chunk_seed),
                                           seed=chunk_seed, progress=progress):
             if max(review_tokens(tokenizer, p + a), review_tokens(tokenizer, p + b)) > MAX_REVIEW_TOKENS:
                 refused += 1

@@ -274,3 +274,42 @@ def plot_rounds(before: dict, rounds: list[dict], extra: dict | None = None, axe
         ax.set(xlabel="exact KL to the reference (nats)", ylabel="rate", title=title)
         ax.legend(fontsize=8)
     return axes
+
+
+def plot_by_gap(reports: dict, ax=None):
+    """Agreement with gold by gold-gap band, a group of bars per band: `reports` = {name: {band: [n, share]}} (the
+    `by_gap` of `judge.gold_report` or `whole_reviews.gold_agreement`); an empty band draws no bar."""
+    ax = _axes(ax, figsize=(8, 3.5))
+    bands = list(next(iter(reports.values())))
+    width = 0.8 / len(reports)
+    for i, (name, by_gap) in enumerate(reports.items()):
+        shares = [np.nan if by_gap[b][1] is None else by_gap[b][1] for b in bands]
+        ax.bar(np.arange(len(bands)) + (i - (len(reports) - 1) / 2) * width, shares, width, label=name)
+    ns = [next(iter(reports.values()))[b][0] for b in bands]
+    ax.set_xticks(range(len(bands)), [f"{b}\n({n} pairs)" for b, n in zip(bands, ns)])
+    ax.axhline(0.5, color="gray", lw=0.8, ls=":")
+    ax.set(xlabel="gold gap between the two reviews", ylabel="agreement with gold", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_biases(biases: dict, ax=None):
+    """A judge's biases (`judge.measure_biases`, `judge.self_preference`): each share with its bootstrap interval,
+    read once and read in both orders, beside the share an unbiased judge would have (a dashed mark)."""
+    ax = _axes(ax, figsize=(8, 3.5))
+    unbiased = {"position": 0.0, "length": 0.5, "negation": 1.0, "fluency": 1.0, "self": 0.5}
+    names = [n for n in unbiased if n in biases]
+    for i, name in enumerate(names):
+        for shift, (how, color) in zip((-0.15, 0.15), (("once", "C0"), ("both_orders", "C1"))):
+            r = biases[name][how]
+            err = None if "low" not in r else [[r["rate"] - r["low"]], [r["high"] - r["rate"]]]
+            ax.errorbar(i + shift, r["rate"], yerr=err, fmt="o", color=color, capsize=4,
+                        label=("read once" if how == "once" else "both orders") if i == 0 else None)
+        ax.plot([i - 0.35, i + 0.35], [unbiased[name]] * 2, "k--", lw=1, label="unbiased" if i == 0 else None)
+    ax.set_xticks(range(len(names)), [{"position": "position\n(verdict flips)", "length": "length\n(longer wins)",
+                                       "negation": "negation\n(right about 'not')",
+                                       "fluency": "fluency\n(fluent wins)", "self": "self\n(own model wins)"}[n]
+                                      for n in names])
+    ax.set(ylabel="share of pairs", ylim=(-0.02, 1.02))
+    ax.legend(fontsize=8)
+    return ax

@@ -440,3 +440,39 @@ def mix_old_and_new(old_groups, new_pairs, per_step):
     for i in range(0, len(new_pairs), per_step):
         batches.append(new_pairs[i : i + per_step])  # then the new pairs, per_step at a time
     return batches
+
+
+# ---- 12 AI feedback
+
+
+def plackett_luce_loss(scores, order):
+    B, k = scores.shape
+    total = torch.zeros(())
+    for row in range(B):
+        left = [int(i) for i in order[row]]  # best first
+        for chosen in left[:-1]:  # the last choice is certain
+            pool = scores[row, left]
+            total = total + scores[row, chosen] - torch.logsumexp(pool, dim=0)  # log softmax of the pick
+            left.remove(chosen)
+    return -total / B
+
+
+def swap_debias(forward, backward):
+    turned = {"a": "b", "b": "a", "tie": "tie"}
+    out = []
+    for f, b in zip(forward, backward):
+        back = turned[b]  # backward read B first: its "a" is completion B
+        out.append(f if f == back else "tie")
+    return out
+
+
+def longer_preferred(forward, backward, longer):
+    turned = {"a": "b", "b": "a", "tie": "tie"}
+    total = 0.0
+    for f, b, wanted in zip(forward, backward, longer):
+        verdict = f if f == turned[b] else "tie"  # debiased as in swap_debias
+        if verdict == "tie":
+            total += 0.5  # half a preference either way
+        elif verdict == wanted:
+            total += 1.0
+    return total / len(longer)

@@ -102,6 +102,7 @@ def sample_whole_pairs(model, tokenizer, n: int, starts: list[str] | None = None
     starts = list(review_starts(n, seed) if starts is None else starts)
     if not starts:
         raise ValueError("starts is empty: give at least one start (\"\" is the start of text)")
+    batch_size = min(batch_size, n)  # a few pairs need no batch of 128
     out, i, round_ = [], 0, 0
     bar = tqdm(total=n, desc="whole-review pairs", disable=not progress)
     while len(out) < n:

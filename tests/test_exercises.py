@@ -180,6 +180,11 @@ WRONG = {
     "mix_old_and_new": lambda old, new, per_step: [new[i : i + per_step] for i in range(0, len(new), per_step)],
     "leave_one_out": lambda rewards, k:
         rewards - rewards.view(-1, k).mean(-1).repeat_interleave(k),  # i in its own baseline
+    "plackett_luce_loss": lambda scores, order:  # every choice a softmax over all k: chosen ones stay in the race
+        -(scores.gather(1, order) - scores.logsumexp(1, keepdim=True))[:, :-1].sum(1).mean(),
+    "swap_debias": lambda forward, backward: [f if f == b else "tie" for f, b in zip(forward, backward)],  # not turned
+    "longer_preferred": lambda forward, backward, longer:  # a tie counts as a loss, not half
+        float(np.mean([v == w for v, w in zip(solutions.swap_debias(forward, backward), longer)])),
 }
 
 

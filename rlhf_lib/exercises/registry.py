@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rlhf_lib.cartpole import ppo_update
+from rlhf_lib.exercises import ai_feedback as aif
 from rlhf_lib.exercises import beyond_ppo as beyond
 from rlhf_lib.exercises import language_models as lm
 from rlhf_lib.exercises import preferences as prefs
@@ -210,5 +211,16 @@ EXERCISES = {
     "mix_old_and_new": Exercise("11", rounds.ref_mix_old_and_new, rounds.mix_cases,
         "Keep the old batches (leave out the empty ones): without them the reward model forgets what it knew.\n"
         "Then cut the new pairs into batches of per_step in their order; the last batch may be shorter."),
+    "plackett_luce_loss": Exercise("12", aif.ref_plackett_luce_loss, aif.plackett_luce_cases,
+        "scores.gather(1, order) lines the scores up best first; choice t is a softmax over positions t..k-1.\n"
+        "Not over all k: a chosen response leaves the race. torch.logsumexp of each suffix keeps large scores finite.\n"
+        "Sum the k - 1 log-probabilities of a row (the last choice is certain), then minus the mean over rows.",
+        run=beyond.run_tensor, atol=1e-4),
+    "swap_debias": Exercise("12", aif.ref_swap_debias, aif.swap_debias_cases,
+        "backward[i] was read with A and B swapped: its 'a' means completion B. Turn it back before comparing.\n"
+        "Keep the verdict where the two readings agree; anything else, a tie in either reading included, is 'tie'."),
+    "longer_preferred": Exercise("12", aif.ref_longer_preferred, aif.longer_preferred_cases,
+        "Debias first: swap_debias(forward, backward), with backward put back in the pair's order.\n"
+        "A debiased tie counts half a preference for the longer review; then the mean over all pairs."),
 }
 """every exercise, by the name a notebook checks it under"""
