@@ -72,9 +72,8 @@ def train_proxy_reward_model(n_pairs: int, policy=None, epochs: int = 2, lr: flo
     from rlhf_lib.whole_reviews import (
         gold_agreement,
         label_groups,
-        review_starts,
+        normalizing_reviews,
         sample_whole_pairs,
-        sample_whole_reviews,
         train_on_groups,
         zero_head,
     )
@@ -95,10 +94,7 @@ def train_proxy_reward_model(n_pairs: int, policy=None, epochs: int = 2, lr: flo
                              groups_per_batch=16, progress=progress)
     heldout = sample_whole_pairs(model, tokenizer, n_heldout, seed=derive_seed(seed, "proxy heldout"))
     report = gold_agreement(reward_model, reward_tokenizer, heldout)
-    normalize_seed = derive_seed(seed, "whole normalization")
-    starts = review_starts(n_normalize, normalize_seed)
-    _, responses, finished = sample_whole_reviews(model, tokenizer, starts, seed=normalize_seed)
-    normalize_on(reward_model, reward_tokenizer, [s + r for s, r, ok in zip(starts, responses, finished) if ok])
+    normalize_on(reward_model, reward_tokenizer, normalizing_reviews(model, tokenizer, n_normalize, seed))
     summary = dict(n_pairs=sum(map(len, labelled)), gold_accuracy=report["gold_accuracy"],
                    n_heldout=report["n_decided"], steps=len(result.losses),
                    seconds=round(time.perf_counter() - start, 1))

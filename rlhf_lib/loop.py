@@ -167,13 +167,11 @@ def next_reward_model(model, tokenizer, old_groups: list[list[dict]], new_pairs:
     normalised as round 1's was (rewards of `reward_cfg.n_normalize` whole reviews of `base`, the (model,
     tokenizer) the loop started from, get mean 0 and std 1). Returns its summary."""
     from rlhf_lib.reward_model import normalize_on
-    from rlhf_lib.whole_reviews import review_starts, sample_whole_reviews
+    from rlhf_lib.whole_reviews import normalizing_reviews
 
     result = continue_reward_model(model, tokenizer, old_groups, new_pairs, reward_cfg, seed, progress, mix)
-    norm_seed = derive_seed(reward_cfg.seed, "whole normalization")
-    starts = review_starts(reward_cfg.n_normalize, norm_seed)
-    _, responses, finished = sample_whole_reviews(*base, starts, reward_cfg.max_new_tokens, seed=norm_seed)
-    mean, std = normalize_on(model, tokenizer, [a + r for a, r, ok in zip(starts, responses, finished) if ok])
+    mean, std = normalize_on(model, tokenizer, normalizing_reviews(*base, reward_cfg.n_normalize, reward_cfg.seed,
+                                                                   reward_cfg.max_new_tokens))
     return dict(steps=len(result.losses), final_train_loss=result.losses[-1], reward_mean=mean, reward_std=std,
                 seconds=round(result.seconds, 1))
 

@@ -43,27 +43,16 @@ def judge_sized_pairs(model, tokenizer, n: int, seed: int) -> list[tuple[str, st
     return out[:n]
 
 
-def normalizing_reviews(base=None) -> list[str]:
-    """The whole reviews of the base model (default: the course model) whose rewards a reward model of the
-    recipe sets to mean 0, std 1: `WholeRewardConfig().n_normalize` of them from fresh starts, finished ones only."""
-    from rlhf_lib.lm import load_model
-    from rlhf_lib.whole_reviews import WholeRewardConfig, review_starts, sample_whole_reviews
-
-    recipe = WholeRewardConfig()
-    norm_seed = derive_seed(recipe.seed, "whole normalization")
-    starts = review_starts(recipe.n_normalize, norm_seed)
-    _, responses, finished = sample_whole_reviews(*load_model(base), starts, recipe.max_new_tokens, seed=norm_seed)
-    return [s + r for s, r, ok in zip(starts, responses, finished) if ok]
-
-
 def reward_model_from(records, steps: int = 250, seed: int = 0, base=None, normalizing: list[str] | None = None,
                       progress: bool = False):
     """(reward model, tokenizer): the whole-review recipe's reward model (summed per-token scores, the head at
     zero) trained on preference records (ties left out) for about `steps` steps of 32 pairs whatever their number
-    (the passes over them rounded, at least one), normalised on `normalizing` (default: `normalizing_reviews`)."""
+    (the passes over them rounded, at least one), normalised on `normalizing` (default: the base model's reviews of
+    `whole_reviews.normalizing_reviews`)."""
     from rlhf_lib.feedback import to_pairs
+    from rlhf_lib.lm import load_model
     from rlhf_lib.reward_model import RewardConfig, make_reward_model, normalize_on, train_reward_model
-    from rlhf_lib.whole_reviews import WholeRewardConfig, zero_head
+    from rlhf_lib.whole_reviews import WholeRewardConfig, normalizing_reviews, zero_head
 
     check_count("steps", steps)
     recipe, pairs = WholeRewardConfig(), to_pairs(records)
@@ -72,7 +61,9 @@ def reward_model_from(records, steps: int = 250, seed: int = 0, base=None, norma
     model, tokenizer = make_reward_model(base, pooling=recipe.pooling, seed=seed)
     zero_head(model)
     train_reward_model(model, tokenizer, pairs, cfg, progress=progress)
-    normalize_on(model, tokenizer, normalizing if normalizing is not None else normalizing_reviews(base))
+    if normalizing is None:
+        normalizing = normalizing_reviews(*load_model(base), recipe.n_normalize, recipe.seed, recipe.max_new_tokens)
+    normalize_on(model, tokenizer, normalizing)
     return model.eval(), tokenizer
 
 
@@ -102,7 +93,7 @@ def equal_cost(budget: int = 200, judge_labels: int = 4000, seed: int = 0, eval_
     from rlhf_lib.lm import load_model
     from rlhf_lib.loop import label_round
     from rlhf_lib.sft import SFTConfig
-    from rlhf_lib.whole_reviews import gold_agreement
+    from rlhf_lib.whole_reviews import WholeRewardConfig, gold_agreement, normalizing_reviews
 
     for name, value in (("budget", budget), ("judge_labels", judge_labels), ("eval_pairs", eval_pairs),
                         ("judge_epochs", judge_epochs), ("rm_steps", rm_steps)):
@@ -125,7 +116,8 @@ def equal_cost(budget: int = 200, judge_labels: int = 4000, seed: int = 0, eval_
                judges={name: gold_report([v.choice for v in j.judge_many(fresh)], fresh)["gold_accuracy"]
                        for name, j in (("judge from the budget", cheap), ("shipped judge", judge))})
     if reward_models:
-        normalizing = normalizing_reviews()
+        recipe = WholeRewardConfig()
+        normalizing = normalizing_reviews(course, tokenizer, recipe.n_normalize, recipe.seed, recipe.max_new_tokens)
         out["models"] = {arm: reward_model_from(labels[arm], rm_steps, seed, normalizing=normalizing,
                                                 progress=progress) for arm in ARMS}
         out["agreement"] = {arm: gold_agreement(*out["models"][arm], fresh)["gold_accuracy"] for arm in ARMS}

@@ -148,6 +148,15 @@ def label_groups(annotator, groups: list[tuple[str, list[str]]]) -> list[list[di
     return out
 
 
+def normalizing_reviews(model, tokenizer, n: int, seed: int, max_new_tokens: int = 64) -> list[str]:
+    """The model's finished whole reviews from n fresh starts (the seed's "whole normalization" stream): the texts
+    whose rewards a whole-review reward model sets to mean 0, std 1 (`reward_model.normalize_on`)."""
+    norm_seed = derive_seed(seed, "whole normalization")
+    starts = review_starts(n, norm_seed)
+    _, responses, finished = sample_whole_reviews(model, tokenizer, starts, max_new_tokens, seed=norm_seed)
+    return [s + r for s, r, ok in zip(starts, responses, finished) if ok]
+
+
 def zero_head(model):
     """Set the reward model's scalar head to zero, in place, and return the model: every reward is then
     exactly 0 before training, so the first steps start from "no preference" instead of a random ranking
@@ -299,11 +308,7 @@ def train_whole_review_reward_model(cfg: WholeRewardConfig | None = None, policy
     heldout = sample_whole_pairs(policy_model, policy_tok, cfg.n_heldout, starts=heldout_starts,
                                  max_new_tokens=cfg.max_new_tokens, seed=heldout_seed, progress=progress)
     report = gold_agreement(model, tokenizer, heldout)
-    normalize_seed = derive_seed(cfg.seed, "whole normalization")
-    starts = review_starts(cfg.n_normalize, normalize_seed)
-    _, responses, finished = sample_whole_reviews(policy_model, policy_tok, starts, cfg.max_new_tokens,
-                                                  seed=normalize_seed)
-    normal = [s + r for s, r, ok in zip(starts, responses, finished) if ok]
+    normal = normalizing_reviews(policy_model, policy_tok, cfg.n_normalize, cfg.seed, cfg.max_new_tokens)
     mean, std = normalize_on(model, tokenizer, normal)
     losses = result.losses
     summary = dict(

@@ -112,3 +112,12 @@ def test_equal_cost_counts_and_scores_each_arms_labels_as_a_loop_over_them_would
     person = seen["person"]
     assert len(person) == 16 and out["labels"]["human"] == sum(r["choice"] in ("a", "b") for r in person)
     assert out["label_agreement"]["human"] == pytest.approx(_gold_agreement_by_hand(person))
+
+
+@pytest.mark.parametrize("name", ["budget", "judge_labels", "eval_pairs", "judge_epochs", "rm_steps"])
+def test_equal_cost_refuses_a_count_below_one_before_any_work(name, monkeypatch):
+    import rlhf_lib.rlaif as rlaif
+
+    monkeypatch.setattr(rlaif, "judge_sized_pairs", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(ValueError, match=name):
+        rlaif.equal_cost(**{name: 0})
