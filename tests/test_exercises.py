@@ -205,6 +205,7 @@ WHAT_DIFFERS = {
     "label_into": "with a file that already holds the first 3 pairs: the file ends with 9 records, expected 6",
     "reward_model_step": "step 1: r_chosen expected",  # swapped pairs: the first reward already differs
     "ppo_iteration": "rewards differs from the library's",  # the KL sign: the first tensor after the scores
+    "ppo_update": "Look at the policy's loss",  # raw advantages: the probe with the policy's loss alone differs
 }
 
 
@@ -529,3 +530,67 @@ def test_the_solution_runs_with_only_its_notebooks_imports(name, capsys):
     solution = getattr(solutions, name)
     exec(inspect.getsource(solution), namespace)
     assert check(name, namespace[solution.__name__]), capsys.readouterr().out
+
+
+def _ppo_update_variant(mistake: str = ""):
+    """A PPO update for notebook 03's exercise written its own way (log-probs by cross-entropy, the value loss first,
+    zero_grad before the forward pass, the whitening inline), right when `mistake` is "" and otherwise wrong in one
+    named place."""
+    import torch
+    import torch.nn.functional as F
+
+    from rlhf_lib.ppo import entropy_from_logits
+
+    def update(actor, critic, optimizer, batch, cfg):
+        params = list(actor.parameters()) + list(critic.parameters())
+        first = torch.randperm(len(batch.obs))
+        for epoch in range(cfg.epochs):
+            order = first if mistake == "one shuffle" and epoch else (first if epoch == 0 else
+                                                                       torch.randperm(len(batch.obs)))
+            for idx in order.chunk(cfg.minibatches):
+                optimizer.zero_grad()
+                values = critic(batch.obs[idx]).squeeze(-1)
+                squared = (values - batch.returns[idx]) ** 2
+                if cfg.value_clip_eps is not None and mistake != "no value clip":
+                    old = batch.values_old[idx]
+                    moved = old + torch.clamp(values - old, -cfg.value_clip_eps, cfg.value_clip_eps)
+                    squared = torch.maximum(squared, (moved - batch.returns[idx]) ** 2)
+                v_loss = (0.25 if mistake == "half twice" else 0.5) * squared.mean()
+                logits = actor(batch.obs[idx])
+                logp = -F.cross_entropy(logits, batch.actions[idx], reduction="none")
+                adv = batch.advantages[idx] - batch.advantages[idx].mean()
+                std = adv.std() if mistake == "sample std" else adv.pow(2).mean().sqrt()
+                adv = adv / (std + 1e-8) if mistake != "no whitening" else batch.advantages[idx]
+                log_ratio = batch.logp_old[idx] - logp if mistake == "inverted ratio" else logp - batch.logp_old[idx]
+                ratio = log_ratio.exp()
+                clipped = ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv
+                surrogate = clipped if mistake == "no min" else torch.minimum(ratio * adv, clipped)
+                bonus = cfg.ent_coef * entropy_from_logits(logits).mean()
+                loss = -surrogate.mean() + cfg.vf_coef * v_loss + (bonus if mistake == "entropy sign" else -bonus)
+                loss.backward()
+                if mistake == "clip apart":
+                    torch.nn.utils.clip_grad_norm_(list(actor.parameters()), cfg.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(list(critic.parameters()), cfg.max_grad_norm)
+                else:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+
+    return update
+
+
+def test_a_ppo_update_written_its_own_way_passes(capsys):
+    """Notebook 03: a right update need not copy the library's lines: log-probs by cross-entropy, the value loss
+    first, zero_grad before the forward pass and the population-std whitening written out all pass."""
+    assert check("ppo_update", _ppo_update_variant()), capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mistake, named", [
+    ("inverted ratio", "the policy's loss"), ("no whitening", "the policy's loss"), ("no min", "the policy's loss"),
+    ("sample std", "population std"), ("half twice", "0.5 times the library's"), ("entropy sign", "entropy term"),
+    ("no value clip", "clipped value loss"), ("clip apart", "ONE torch.nn.utils.clip_grad_norm_"),
+    ("one shuffle", "the loop")])
+def test_the_ppo_update_check_names_the_part_that_is_wrong(mistake, named, capsys):
+    """Each mistake fails, and the message names the part of the update it is in (it said the same for every
+    mistake before: the first weight that differed)."""
+    assert not check("ppo_update", _ppo_update_variant(mistake))
+    assert named in capsys.readouterr().out

@@ -162,7 +162,8 @@ def _plain(value):
 def _run_comparison(name: str, ex: Exercise, fn: Callable) -> str:
     """The verdict of a build-it exercise: run the learner's code where the library's would run, compare."""
     try:
-        problem = ex.compare(fn)
+        with torch.random.fork_rng(devices=[]):  # a comparison seeds torch: leave the notebook's stream as it was
+            problem = ex.compare(fn)
     except NotImplementedError:
         return f"{name}: not done yet. Fill in the function, run the cell again."
     except Exception as err:  # a learner's bug: show it, do not stop the notebook

@@ -102,7 +102,7 @@ EXERCISES = {
         "- ent_coef * entropy (a bonus: minus).\n"
         "zero_grad, backward, clip the gradient norm in ONE call over actor and critic parameters together "
         "(one norm for all), then step.",
-        run=rl.run_ppo_update, atol=1e-5),
+        run=rl.run_ppo_update, atol=1e-5, compare=rl.compare_ppo_update),
     "bug_ppo_update": Exercise("03", ppo_update, rl.ppo_update_cases,
         "The policy's loss is where it goes wrong: the update pushes the policy away from what it should.\n"
         "Write the importance ratio as the text defines it and compare it, term by term, with the line that "

@@ -3,6 +3,8 @@ learner's function is compared with, the test cases, and the tiny training runs 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -155,6 +157,81 @@ def run_ppo_update(update_fn, seed, batch, optimizer, **settings):
     torch.manual_seed(derive_seed(seed, "ppo update check"))  # the update's shuffles
     update_fn(actor, critic, opt, data, cfg)
     return _weights(actor=actor, critic=critic)
+
+
+NO_CLIP = 1e6
+"""a gradient-norm bound no probe's gradient reaches: clipping off"""
+
+PPO_UPDATE_PROBES = (
+    ("one epoch of one minibatch with only the policy's loss (vf_coef=0, ent_coef=0, no gradient clipping)", "actor",
+     dict(seed=0, batch=32, optimizer="sgd", epochs=1, minibatches=1, vf_coef=0.0, max_grad_norm=NO_CLIP),
+     "the policy's loss: the ratio exp(logp - batch.logp_old[idx]) of the actions taken, the clipped surrogate "
+     "(the min of the two terms) and the minibatch's advantages whitened with `whiten`"),
+    ("one epoch of one minibatch with only the value loss on for the critic (vf_coef=0.5, no value clipping, "
+     "no gradient clipping)", "critic",
+     dict(seed=0, batch=32, optimizer="sgd", epochs=1, minibatches=1, vf_coef=0.5, max_grad_norm=NO_CLIP),
+     "the value loss: cfg.vf_coef * value_loss(values, batch.returns[idx], ...) with values = "
+     "critic(batch.obs[idx]).squeeze(-1) (value_loss holds the 1/2 already)"),
+    ("one epoch of one minibatch with an entropy bonus (ent_coef=0.1, vf_coef=0, no gradient clipping)", "actor",
+     dict(seed=1, batch=32, optimizer="sgd", epochs=1, minibatches=1, vf_coef=0.0, ent_coef=0.1,
+          max_grad_norm=NO_CLIP),
+     "the entropy term: minus cfg.ent_coef times the mean of entropy_from_logits(logits) (a bonus, so minus)"),
+    ("one epoch of one minibatch with the value loss clipped (value_clip_eps=0.1, no gradient clipping)", "critic",
+     dict(seed=2, batch=32, optimizer="sgd", epochs=1, minibatches=1, value_clip_eps=0.1, max_grad_norm=NO_CLIP),
+     "the clipped value loss: pass batch.values_old[idx] and cfg.value_clip_eps to value_loss"),
+    ("one epoch of one minibatch with the gradient norm clipped (max_grad_norm=0.3)", None,
+     dict(seed=3, batch=32, optimizer="sgd", epochs=1, minibatches=1, max_grad_norm=0.3),
+     "the gradient clipping: after backward, ONE torch.nn.utils.clip_grad_norm_ call over the actor's and the "
+     "critic's parameters together, max_norm=cfg.max_grad_norm (one norm for all, not one per network)"),
+    ("three epochs of four minibatches (no gradient clipping)", None,
+     dict(seed=4, batch=64, optimizer="sgd", epochs=3, minibatches=4, max_grad_norm=NO_CLIP),
+     "the loop: cfg.epochs passes, each shuffling with torch.randperm(len(batch.obs)) and splitting with "
+     ".chunk(cfg.minibatches); the advantages whitened per minibatch; one optimizer step per minibatch"),
+)
+"""the probes `compare_ppo_update` runs in order: what is switched on, which network's weights are compared (None:
+both), the case, and the part of the update that is wrong when the weights differ there"""
+
+
+def compare_ppo_update(fn) -> str | None:
+    """None if `fn` updates the networks as `ppo_update` does on every probe and every case; otherwise which part of
+    the update differs. Each probe switches on one more part of the loss or the loop, so the first probe that
+    differs names the part to look at; then the exercise's cases (SGD and Adam) run."""
+    from rlhf_lib.cartpole import one_thread, ppo_update
+    from rlhf_lib.exercises.checking import _describe, _difference
+
+    with one_thread():
+        for what, net, case, part in PPO_UPDATE_PROBES:
+            got = run_ppo_update(fn, **case)  # yours first: an unfinished one stops at once
+            want = {k: v for k, v in run_ppo_update(ppo_update, **case).items()
+                    if net is None or k.startswith(net + ".")}
+            difference = _difference(want, got, 1e-5)
+            if difference:
+                return f"In {what}, the weights differ{_scaled(want, got, case)}\n  {difference}\n  Look at {part}."
+        for case in ppo_update_cases(None):
+            got = run_ppo_update(fn, **case)
+            difference = _difference(run_ppo_update(ppo_update, **case), got, 1e-5)
+            if difference:
+                return f"For {_describe(case)}\n  {difference}"
+    return None
+
+
+def _scaled(want: dict, got: dict, case: dict) -> str:
+    """How the learner's change of the weights compares with the library's where it is a multiple of it ("" where it
+    is not)."""
+    actor, critic = _small_nets(case["seed"])
+    start = _weights(actor=actor, critic=critic)
+    dw = np.concatenate([(want[k] - start[k]).ravel() for k in want])
+    dg = np.concatenate([(np.asarray(got.get(k, start[k])) - start[k]).ravel() for k in want])
+    if not dw.any():
+        return " (the library's update leaves them where they were)"
+    c = float(dg @ dw / (dw @ dw))
+    if not np.allclose(dg, c * dw, rtol=1e-3, atol=1e-7):
+        return ""
+    n = case["batch"] // case.get("minibatches", 1)
+    if abs(c - math.sqrt((n - 1) / n)) < 1e-4:
+        return (f" (your step is {c:.4f} times the library's, sqrt((n - 1) / n) for a minibatch of n = {n}: whiten "
+                f"with the population std, as `whiten` does, not torch's .std(), the sample std)")
+    return f" (your step is {c:.3g} times the library's{': the opposite way' if c < 0 else ''})"
 
 
 def ppo_update_cases(rng):
