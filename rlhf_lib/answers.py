@@ -298,7 +298,8 @@ ANSWERS: dict[str, tuple[str, str]] = {
         """
         Fixed coefficient. With beta fixed at 0.3 nothing steers the KL toward the 2-nat target: the KL
         goes wherever the reward's gain per nat of drift balances beta (the optimum of notebook 08's
-        objective, pi* proportional to pi_ref * exp(r / beta), has a KL set by beta alone). The adaptive
+        objective, pi* proportional to pi_ref * exp(r / beta), has a KL set by beta and by how far the
+        reward model's scores spread over what the reference writes, not by any target). The adaptive
         controller instead raises beta (by up to 20% per horizon of 256 responses, so up to 5% after a
         batch of 64) when the KL is over its target and lowers it when there is room left, so its KL curve
         rises to the target and stays near it. With a fixed beta the KL curve just follows the optimisation

@@ -14,7 +14,8 @@ and the margin d = h_c - h_r, the losses are (one number per pair, averaged over
                             -(1 - e) log sigmoid(beta d) - e log sigmoid(-beta d)
     "robust"   (rDPO)       [-(1 - e) log sigmoid(beta d) + e log sigmoid(-beta d)] / (1 - 2e)
                an unbiased correction for labels flipped with probability e
-    "ipo"      (IPO)        (d - 1 / (2 beta))^2, a squared loss that stops pushing once the margin is met;
+    "ipo"      (IPO)        (d - 1 / (2 beta))^2, a squared loss around a target margin: it pulls a margin that
+               overshoots the target back, where DPO's loss keeps pushing it out;
                d from log-probs averaged over each completion's tokens (see `dpo_loss`)
 
 The implicit rewards beta * h_c and beta * h_r are what the policy "believes" of each completion.

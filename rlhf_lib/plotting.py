@@ -191,11 +191,13 @@ class LivePlot:
         plt.close(np.asarray(axes).ravel()[0].figure)
 
 
-def plot_frontier(points: dict, histories: dict | None = None, ax=None, budget: float | None = None):
+def plot_frontier(points: dict, histories: dict | None = None, ax=None, target: float | None = None,
+                  sources: dict | None = None):
     """Gold positive rate against KL to the reference, one marker per method: points = {label: figures
     with positive_rate, kl_exact and seconds} (from `evaluate_policy`). histories = {label: result.history}
     adds each RL run's path (per-iteration gold_positive against kl_k1, on its own training batches).
-    budget draws the KL budget as a vertical line. Returns the axes."""
+    target draws the KL target as a vertical line. sources = {label: what the method learned from}, written in
+    its legend entry: methods that learned from different data are not on equal footing. Returns the axes."""
     ax = _axes(ax, (6.5, 4.2))
     colors = {label: f"C{i}" for i, label in enumerate(list(points) + [h for h in histories or {} if h not in points])}
     for label, h in (histories or {}).items():
@@ -203,11 +205,12 @@ def plot_frontier(points: dict, histories: dict | None = None, ax=None, budget: 
                 color=colors[label])
     for label, p in points.items():
         seconds = f", {p['seconds']:.0f} s" if p.get("seconds") else ""
+        source = f" (from {sources[label]})" if sources and label in sources else ""
         ax.scatter(p["kl_exact"], p["positive_rate"], s=60, zorder=3, color=colors[label],
-                   label=f"{label}: {p['positive_rate']:.0%} positive, "
+                   label=f"{label}{source}: {p['positive_rate']:.0%} positive, "
                          f"{p['grammatical_rate']:.0%} grammatical{seconds}")
-    if budget is not None:
-        ax.axvline(budget, color="gray", ls="--", lw=1)
+    if target is not None:
+        ax.axvline(target, color="gray", ls="--", lw=1, label=f"KL target ({target:g} nats)")
     ax.set_xlabel("KL to the reference per response (nats)")
     ax.set_ylabel("gold positive rate")
     ax.legend(fontsize=8, loc="lower right")

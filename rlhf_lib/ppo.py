@@ -74,7 +74,8 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tens
 
 def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True,
            eps: float = 1e-8) -> torch.Tensor:
-    """(x - mean) / std over the masked entries; with shift_mean=False the mean is kept."""
+    """(x - mean) / sqrt(var + eps) over the masked entries, var the population variance (divided by the count,
+    not the count - 1 as torch's .std() does); with shift_mean=False the mean is kept."""
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)
     out = (x - mean) * torch.rsqrt(var + eps)

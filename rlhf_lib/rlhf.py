@@ -604,14 +604,16 @@ class Iteration:
     """the update's figures (`ppo_update`)"""
 
 
-def ppo_iteration(setup: RLHFSetup, prompts: list[str], beta: float) -> Iteration:
-    """One rollout on `prompts` and the PPO update on it, the KL penalty weighted by `beta`."""
+def ppo_iteration(setup: RLHFSetup, prompts: list[str], beta: float,
+                  reference_fn: Callable = reference_logprobs) -> Iteration:
+    """One rollout on `prompts` and the PPO update on it, the KL penalty weighted by `beta`. reference_fn(reference,
+    batch, temperature[, keep_logits]) reads the reference's log-probs (`reference_logprobs`, or one to try)."""
     cfg = setup.cfg
     batch = rollout(setup.model.lm, setup.tokenizer, prompts, cfg, setup.sampler)
     score = score_responses(setup.score_fn, batch, cfg.unfinished_penalty)
     whole = cfg.reads_reference_logits  # keep the reference's logits: one forward pass a rollout
-    logp_ref, logits_ref = (reference_logprobs(setup.reference, batch, cfg.temperature, keep_logits=True) if whole
-                            else (reference_logprobs(setup.reference, batch, cfg.temperature), None))
+    logp_ref, logits_ref = (reference_fn(setup.reference, batch, cfg.temperature, keep_logits=True) if whole
+                            else (reference_fn(setup.reference, batch, cfg.temperature), None))
     values = value_estimates(setup.model, batch, cfg.temperature)
     rewards = kl_shaped_rewards(score, batch.logp, logp_ref, batch.mask, beta)
     if cfg.sentence_rewards:

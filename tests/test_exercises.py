@@ -169,6 +169,7 @@ WRONG = {
     "bug_reinforce_update": silent_bugs.buggy_reinforce_update,  # the planted bug itself
     "bug_ppo_update": silent_bugs.buggy_ppo_update,
     "bug_reward_model_step": silent_bugs.buggy_reward_model_step,
+    "bug_reference_logprobs": silent_bugs.buggy_reference_logprobs,
     "ppo_loss": _wrong_ppo_loss,
     "ppo_iteration": _wrong_ppo_iteration,
     "adaptive_beta": lambda beta, kl, target, n, horizon: beta * (1 + (kl / target - 1) * n / horizon),  # no clip
@@ -594,3 +595,33 @@ def test_the_ppo_update_check_names_the_part_that_is_wrong(mistake, named, capsy
     mistake before: the first weight that differed)."""
     assert not check("ppo_update", _ppo_update_variant(mistake))
     assert named in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_silent_reference_bug_runs_and_learns_worse_and_its_fix_passes(capsys):
+    """Notebook 08's silent bug: with the reference's log-probs read one position late, PPO runs without an error; the
+    KL it reports before any update (policy and reference are one model there, so the true KL is 0) is several
+    nats, and after 8 iterations on the one-sentence task the policy writes fewer positive, grammatical sentences than
+    with the library's reading, measured on fresh samples against gold."""
+    from functools import partial
+
+    from rlhf_lib.lm import COURSE_MODEL, load_model
+    from rlhf_lib.reward_model import load_reward_model
+    from rlhf_lib.rlhf import RLHFConfig, evaluate_policy, ppo_iteration, train_rlhf
+
+    assert _shown_in("08_ppo_rlhf.ipynb", silent_bugs.buggy_reference_logprobs)
+    reward_model, reward_tokenizer = load_reward_model(COURSE_MODEL.parent / "reward_model")
+    reference, tokenizer = load_model()
+    runs = {}
+    for name, reading in (("buggy", silent_bugs.buggy_reference_logprobs), ("library", None)):
+        policy, _ = load_model()
+        iteration = ppo_iteration if reading is None else partial(ppo_iteration, reference_fn=reading)
+        run = train_rlhf(policy, tokenizer, reward_model, reward_tokenizer, reference, RLHFConfig(iterations=8, seed=0),
+                         progress=False, iteration_fn=iteration)
+        runs[name] = (run.history[0]["kl_k1"], evaluate_policy(policy, reference, tokenizer, n=200))
+    (kl_buggy, buggy), (kl_right, right) = runs["buggy"], runs["library"]
+    assert kl_buggy > 5 and abs(kl_right) < 0.05, (kl_buggy, kl_right)
+    assert buggy["positive_rate"] < right["positive_rate"] - 0.3, (buggy, right)
+    assert buggy["grammatical_rate"] < right["grammatical_rate"] - 0.3, (buggy, right)
+    assert not check("bug_reference_logprobs", silent_bugs.buggy_reference_logprobs)
+    assert check("bug_reference_logprobs", solutions.bug_reference_logprobs)

@@ -66,3 +66,22 @@ def test_bias_plot_marks_each_share_with_its_interval_and_the_unbiased_share():
     np.testing.assert_allclose(bars[2][0][:, 1], [0.5, 0.6])  # the interval's ends
     unbiased = [line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--"]
     assert unbiased == [0.0, 0.5]
+
+
+def test_the_frontier_names_what_each_method_learned_from_and_draws_the_target():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from rlhf_lib.plotting import plot_frontier
+
+    points = {"DPO": dict(positive_rate=0.8, grammatical_rate=0.97, kl_exact=0.9, seconds=40.0),
+              "PPO": dict(positive_rate=0.6, grammatical_rate=0.95, kl_exact=0.3)}
+    ax = plot_frontier(points, target=2.0, sources={"DPO": "1,790 labelled pairs"})
+    entries = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "DPO (from 1,790 labelled pairs): 80% positive, 97% grammatical, 40 s" in entries
+    assert "PPO: 60% positive, 95% grammatical" in entries  # no source given: none written
+    assert "KL target (2 nats)" in entries
+    target = next(line for line in ax.lines if line.get_label().startswith("KL target"))
+    assert list(target.get_xdata()) == [2.0, 2.0]
+    xy = np.concatenate([c.get_offsets() for c in ax.collections])
+    np.testing.assert_allclose(sorted(map(tuple, xy)), [(0.3, 0.6), (0.9, 0.8)])

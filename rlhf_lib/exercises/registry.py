@@ -187,6 +187,11 @@ EXERCISES = {
         "advantages_and_returns (GAE, then whitening) and ppo_update(setup, batch, ..., loss_fn=loss).\n"
         "Pay the KL with the beta you are given (train_rlhf adapts it), not cfg.kl_coef; use the batch's mask.",
         compare=loop.compare_ppo_iteration),
+    "bug_reference_logprobs": Exercise("08", loop.ref_reference_logprobs, loop.reference_logprobs_cases,
+        "Before the first update the policy IS the reference, so the KL to it must start at 0; here it starts near "
+        "11 nats.\n"
+        "Which position's logits predict response token t? Compare the slice with notebook 04's response_logprobs.",
+        run=loop.run_reference_logprobs),
     "adaptive_beta": Exercise("08", loop.ref_adaptive_beta,
         lambda rng: [(0.2, kl, 3.0, 64, 2000) for kl in (0.5, 2.9, 3.0, 3.3, 12.0)] + [(0.05, 1.0, 6.0, 512, 10_000)],
         "Clip the relative error of the KL to [-0.2, 0.2] BEFORE you scale it.\n"

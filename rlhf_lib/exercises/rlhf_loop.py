@@ -77,6 +77,28 @@ def run_ppo_loss(fn, logp, logp_old, advantages, values, values_old, returns, ma
                 grad_logp=grad_logp.numpy(), grad_values=grad_values.numpy())
 
 
+def ref_reference_logprobs(reference, batch, temperature):
+    from rlhf_lib.rlhf import reference_logprobs
+
+    return reference_logprobs(reference, batch, temperature)
+
+
+def reference_logprobs_cases(rng):
+    return [dict(seed=0, n=4, temperature=1.0), dict(seed=1, n=6, temperature=0.7)]
+
+
+def run_reference_logprobs(fn, seed, n, temperature):
+    """fn(reference, batch, temperature) on a rollout of the course model (prompts of different lengths, so the
+    prompts are left-padded and the responses right-padded): the (B, R) log-probs it reads."""
+    from rlhf_lib.lm import load_model
+    from rlhf_lib.rlhf import RLHFConfig, rollout
+
+    model, tokenizer = load_model()
+    batch = rollout(model, tokenizer, ["The plot was", "", "Overall, the film"][: max(1, n)] * n,
+                    RLHFConfig(temperature=temperature, seed=seed), torch.Generator().manual_seed(seed))
+    return fn(model, batch, temperature)
+
+
 def ref_adaptive_beta(beta, kl, target, n, horizon):
     from rlhf_lib.rlhf import AdaptiveKLController
 
