@@ -76,26 +76,26 @@ def test_your_labels_come_from_your_file_once_there_are_enough(tmp_path):
 
 @pytest.mark.slow
 def test_labels_of_a_taste_turn_the_policy_toward_it():
-    """200 labels of the "short" taste, a reward model on them, a short PPO run: the reward model ranks
-    held-out pairs like the taste, and fresh samples get clearly shorter (the taste's own score)."""
-    from rlhf_lib.evaluate import sample_texts
-    from rlhf_lib.reward_model import normalize_on
-    from rlhf_lib.rlhf import RLHFConfig, train_rlhf
+    """200 labels of the "short" taste: a reward model on them ranks held-out pairs like the taste, and
+    `follow_taste` (reward model, normalisation, a short PPO run) makes fresh samples clearly shorter. Its summary
+    is recomputed apart: the taste over the course model's samples and over the samples it returns, and the shift
+    in standard errors from those scores."""
+    from rlhf_lib.feedback import label_pairs
 
     policy, tok = load_model()
     pairs = sample_pairs(policy, tok, 260, seed=3)
-    from rlhf_lib.feedback import label_pairs
-
     labels = to_pairs([vars(r) for r in label_pairs(tastes.TasteAnnotator(tastes.short, seed=0), pairs[:200])])
     heldout = tastes.heldout_pairs(tastes.short, pairs[200:])
     rm, rm_tok = tastes.train_on_labels(labels)
     assert tastes.ranking_accuracy(rm, rm_tok, heldout) > 0.8
-    normalize_on(rm, rm_tok, sample_texts(policy, tok, 256, seed=1, stop_at="sentence"))
-    before, _ = tastes.taste_of_samples(policy, tok, tastes.short, n=200)
-    train_rlhf(policy, tok, rm, rm_tok, load_model()[0], RLHFConfig(iterations=12, seed=0), progress=False)
-    after, _ = tastes.taste_of_samples(policy, tok, tastes.short, n=200)
+
+    follower, _, summary = tastes.follow_taste(labels, tastes.short, iterations=12, n=200)
+    before, _ = tastes.taste_of_samples(policy, tok, tastes.short, n=200)  # the course model, untouched
+    after = np.array([tastes.short(t) for t in summary["samples"]])
+    assert summary["before"] == pytest.approx(before.mean()) and summary["after"] == pytest.approx(after.mean())
     z = (after.mean() - before.mean()) / math.sqrt(before.var() / 200 + after.var() / 200)
-    assert z > 4, (before.mean(), after.mean(), z)
+    assert summary["shift"] == pytest.approx(z) and z > 4, summary
+    assert tastes.taste_of_samples(follower, tok, tastes.short, n=200)[1] == summary["samples"]  # its own samples
 
 
 def test_heldout_pairs_follow_the_noise_free_taste():
