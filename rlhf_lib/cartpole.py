@@ -324,3 +324,46 @@ def train_ppo_cartpole(config: PPOConfig | None = None, progress: bool = True,
     log.wall_time = time.perf_counter() - log.start_time
     log.policy = actor
     return log
+
+
+SB3_VERSION = "2.9.2"
+"""the stable-baselines3 release the optional baseline was measured with (not a course requirement)"""
+
+
+def train_sb3_cartpole(config: PPOConfig | None = None) -> TrainingLog:
+    """The same PPO settings through stable-baselines3's `PPO` on CartPole-v1 (4 copies), as a baseline from a
+    library many people use; returns a TrainingLog of its episodes (steps and times as `train_ppo_cartpole` records
+    them). stable-baselines3 is optional: without it this raises ImportError, naming the install command, before
+    any work. Its PPO differs from the course's in small ways: its value loss has no 1/2 (so its value weight is
+    twice ours) and it whitens advantages with the sample standard deviation."""
+    try:
+        from stable_baselines3 import PPO
+        from stable_baselines3.common.callbacks import BaseCallback
+        from stable_baselines3.common.env_util import make_vec_env
+    except ImportError as err:
+        raise ImportError(f"stable-baselines3 is not installed (an optional baseline): "
+                          f"pip install stable-baselines3=={SB3_VERSION}") from err
+    cfg = config or PPOConfig()
+    log = TrainingLog()
+
+    class Episodes(BaseCallback):
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:  # the Monitor wrapper's record of an episode that just ended
+                    log.record_episode(info["episode"]["r"], self.num_timesteps)
+            return True
+
+    with one_thread():
+        envs = make_vec_env("CartPole-v1", n_envs=cfg.n_envs, seed=cfg.seed)
+        model = PPO("MlpPolicy", envs, learning_rate=lambda left: cfg.lr * left, n_steps=cfg.n_steps,
+                    batch_size=cfg.n_envs * cfg.n_steps // cfg.minibatches, n_epochs=cfg.epochs, gamma=cfg.gamma,
+                    gae_lambda=cfg.lam, clip_range=cfg.clip_eps, clip_range_vf=cfg.value_clip_eps,
+                    ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm, seed=cfg.seed,
+                    policy_kwargs=dict(net_arch=dict(pi=[cfg.hidden] * 2, vf=[cfg.hidden] * 2), activation_fn=nn.Tanh),
+                    device="cpu")
+        log.start_time = time.perf_counter()
+        model.learn(cfg.total_steps, callback=Episodes())
+    log.wall_time = time.perf_counter() - log.start_time
+    log.steps = model.num_timesteps
+    return log
+

@@ -213,7 +213,7 @@ def plot_frontier(points: dict, histories: dict | None = None, ax=None, target: 
         ax.axvline(target, color="gray", ls="--", lw=1, label=f"KL target ({target:g} nats)")
     ax.set_xlabel("KL to the reference per response (nats)")
     ax.set_ylabel("gold positive rate")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     return ax
 
 

@@ -607,7 +607,8 @@ class Iteration:
 def ppo_iteration(setup: RLHFSetup, prompts: list[str], beta: float,
                   reference_fn: Callable = reference_logprobs) -> Iteration:
     """One rollout on `prompts` and the PPO update on it, the KL penalty weighted by `beta`. reference_fn(reference,
-    batch, temperature[, keep_logits]) reads the reference's log-probs (`reference_logprobs`, or one to try)."""
+    batch, temperature) reads the reference's log-probs (`reference_logprobs`, or one to try); it is also asked for
+    the logits (keep_logits=True) when the config's loss reads them (`reads_reference_logits`)."""
     cfg = setup.cfg
     batch = rollout(setup.model.lm, setup.tokenizer, prompts, cfg, setup.sampler)
     score = score_responses(setup.score_fn, batch, cfg.unfinished_penalty)

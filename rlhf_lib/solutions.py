@@ -389,14 +389,14 @@ def ppo_iteration(setup, prompts, beta):
 def bug_reference_logprobs(reference, batch, temperature):
     from rlhf_lib.lm import position_ids_from_mask
 
-    prompt_ids, prompt_mask, response_ids, response_mask = batch.ids()
+    prompt_ids, prompt_mask, response_ids, response_mask = batch.ids(next(reference.parameters()).device)
     ids = torch.cat([prompt_ids, response_ids], dim=1)  # (B, P + R): the prompt, then the response
     mask = torch.cat([prompt_mask, response_mask], dim=1)
     with torch.no_grad():
         logits = reference(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
     P = prompt_ids.shape[1]
     log_probs = (logits[:, P - 1 : -1] / temperature).log_softmax(-1)  # the fix: position t predicts token t + 1
-    return log_probs.gather(-1, response_ids[..., None]).squeeze(-1) * batch.mask  # (B, R), 0 at pads
+    return log_probs.gather(-1, response_ids[..., None]).squeeze(-1).cpu() * batch.mask  # (B, R), 0 at pads
 
 
 kl_rewards, loss = kl_shaped_rewards, ppo_loss  # the names notebook 08 gives exercises 8.1 and 8.2 once they pass

@@ -90,3 +90,15 @@ def test_bandits():
         BernoulliBandit([0.5, 1.5])
     with pytest.raises(ValueError, match="at least two"):
         GaussianBandit([1.0])
+
+
+def test_the_optional_library_baseline_says_how_to_install_it(monkeypatch):
+    """Notebook 03's Stable-Baselines3 cell: without the package, the call raises ImportError naming the pinned
+    install command (the cell prints it)."""
+    import sys
+
+    from rlhf_lib import cartpole
+
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"pip install stable-baselines3==2\.9\.2"):
+        cartpole.train_sb3_cartpole(cartpole.PPOConfig(total_steps=1024))

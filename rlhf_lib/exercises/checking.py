@@ -83,8 +83,8 @@ def check(name: str, fn: Callable, seed: int = 0, quiet: bool = False) -> Verdic
     ex = _exercise(name)
     message = _run_comparison(name, ex, fn) if ex.compare is not None else _compare_cases(name, ex, fn, seed)
     if name.startswith("bug_") and message.startswith(f"{name}: not yet."):  # say only that it is still there
-        message = (f"{name}: not fixed yet: it still trains differently from a correct update. Read it line by line "
-                   f"against the equations; hint(\"{name}\") says where to look.")
+        message = (f"{name}: not fixed yet: it still behaves differently from a correct version. Read it line by "
+                   f"line against the equations; hint(\"{name}\") says where to look.")
     verdict = Verdict(name, message.endswith("correct!"), message)
     if not quiet:
         print(message)

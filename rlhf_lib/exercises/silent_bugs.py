@@ -71,11 +71,11 @@ def buggy_reward_model_step(model, tokenizer, pairs, opt):
 def buggy_reference_logprobs(reference, batch, temperature):
     from rlhf_lib.lm import position_ids_from_mask
 
-    prompt_ids, prompt_mask, response_ids, response_mask = batch.ids()
+    prompt_ids, prompt_mask, response_ids, response_mask = batch.ids(next(reference.parameters()).device)
     ids = torch.cat([prompt_ids, response_ids], dim=1)  # (B, P + R): the prompt, then the response
     mask = torch.cat([prompt_mask, response_mask], dim=1)
     with torch.no_grad():
         logits = reference(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
     P = prompt_ids.shape[1]
     log_probs = (logits[:, P:] / temperature).log_softmax(-1)  # (B, R, V)
-    return log_probs.gather(-1, response_ids[..., None]).squeeze(-1) * batch.mask  # (B, R), 0 at pads
+    return log_probs.gather(-1, response_ids[..., None]).squeeze(-1).cpu() * batch.mask  # (B, R), 0 at pads
