@@ -137,8 +137,8 @@ ANSWERS: dict[str, tuple[str, str]] = {
         """,
     ),
     "4.1": (
-        "k3 is unbiased and never negative, k1 can be negative per token. Why does notebook 08 put k1, "
-        "not k3, into the reward?",
+        "k3 is unbiased and never negative, and k1 can be negative per token. Yet the penalty that goes into the "
+        "reward is -beta k1, not -beta k3. Why?",
         """
         Because the reward is where an estimate belongs, and k1 is the one whose gradient is right there.
         In 08 the KL penalty enters as a reward, -beta * k1_t per token, and PPO then follows the

@@ -123,6 +123,9 @@ def test_every_figure_is_shown_somewhere():
                       + [p.read_text() for folder in ("docs", "benchmarks") for p in (ROOT / folder).glob("*.md")])
     unused = [f.name for f in (ROOT / "assets" / "figures").glob("*.png") if f"figures/{f.name}" not in shown]
     assert not unused, f"figures no notebook or document shows: {unused}"
+    missing = sorted(set(re.findall(r"figures/([\w.-]+\.png)", shown))
+                     - {f.name for f in (ROOT / "assets" / "figures").glob("*.png")})
+    assert not missing, f"figures shown but not in assets/figures: {missing}"
 
 
 def test_glossary_is_bilingual_and_linked_from_every_notebook():
