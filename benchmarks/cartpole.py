@@ -18,6 +18,7 @@ import os
 import platform
 import subprocess
 from datetime import date
+from importlib.metadata import version
 from pathlib import Path
 
 import matplotlib
@@ -78,6 +79,7 @@ def main():
     result = dict(date=str(date.today()), commit=commit, machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                   f"{platform.processor() or 'cpu'}", python=platform.python_version(), torch=torch.__version__,
                   steps_per_run=args.steps, criterion="mean return of the last 100 training episodes >= 475",
+                  **({"stable_baselines3": version("stable-baselines3")} if "sb3" in args.methods else {}),
                   summary=summary, runs=rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
