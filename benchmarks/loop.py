@@ -6,6 +6,9 @@
     python benchmarks/loop.py --control runs/loop-s0              # round 2's PPO against round 1's reward model
     python benchmarks/loop.py --passes 1 4 8 --alone 4            # round 2's reward model, its new labels seen
                                                                   # 1, 4, 8 times (the old once), or 4 times alone
+    python benchmarks/loop.py --chosen 6000                       # round 2's 2,000 labels on random pairs or on
+                                                                  # the pairs of a 6,000 pool the reference finds
+                                                                  # least likely
 
 Each run is `rlhf_lib.pipeline.run_pipeline` with the command's defaults (`--rounds 2 --eval-samples 1000`), its
 PPO setting taken from the named recipe (rlhf_lib/recipes.py). Per round: labels added and in total, the reward
@@ -13,8 +16,8 @@ model's agreement with gold on 1,000 fresh pairs of the policy it is about to tr
 the round's labels, by gold gap), and from the course prompts and the start of text the positive rate, the
 grammatical rate and the exact KL to the course model. The control is round 2 without its labels: the same PPO
 from the round-1 policy against the round-1 reward model, so that what the labels did is told apart from what
-more PPO did. Run it alone. Writes results/loop.json (--passes: results/loop_passes.json; runs kept by
-recipe and seed).
+more PPO did. Run it alone. Writes results/loop.json (--passes: results/loop_passes.json, --chosen:
+results/loop_chosen.json; runs kept by recipe and seed).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "loop.json"
 PASSES = ROOT / "benchmarks" / "results" / "loop_passes.json"
+CHOSEN = ROOT / "benchmarks" / "results" / "loop_chosen.json"
 
 
 def record(summary: dict, recipe: str, seed: int, seconds: float) -> dict:
@@ -126,6 +130,65 @@ def passes(counts: list[int], alone: list[int]) -> None:
                                       date=str(date.today()), commit=commit), indent=2) + "\n")
 
 
+def least_likely_token(model, tokenizer, texts: list[str], batch_size: int = 64) -> list[float]:
+    """Each text's lowest token log-probability under `model` (its most surprising token), text read after
+    <|endoftext|>."""
+    import torch
+
+    from rlhf_lib.lm import position_ids_from_mask
+    from rlhf_lib.reward_model import encode_ids
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch_size):
+            rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[i : i + batch_size]]
+            ids, mask = encode_ids(tokenizer, rows, padding_side="right")
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
+            logp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+            out += logp.masked_fill(mask[:, 1:] == 0, 0.0).min(-1).values.tolist()
+    return out
+
+
+def chosen(pool: int, n: int = 2000) -> None:
+    """Round 2's labels spent two ways on the round-1 policy of assets/loop (seed 0): n random pairs (the loop as it
+    is) against the n pairs of a pool of `pool` whose least likely token, under the course model (the reference),
+    is least likely: active selection of the pairs a reader's first rule decides (a broken review is often a
+    surprising one). The reward model continues from round 1 on the old labels and each set of new ones; agreement
+    with gold on the loop's 1,000 fresh pairs of the round-1 policy, by gold gap. Stored in
+    results/loop_chosen.json."""
+    from rlhf_lib.feedback import to_pairs
+    from rlhf_lib.lm import load_model
+    from rlhf_lib.loop import LOOP_ASSETS, agreement, continue_reward_model, label_round, round_one_labels, round_pairs
+    from rlhf_lib.reviews import is_grammatical
+    from rlhf_lib.reward_model import load_reward_model
+    from rlhf_lib.runtime import derive_seed
+    from rlhf_lib.whole_reviews import WholeRewardConfig
+
+    one, cfg = LOOP_ASSETS / "round-1", WholeRewardConfig()
+    policy, tokenizer = load_model(str(one / "policy"))
+    reference, _ = load_model()
+    seed = derive_seed(0, "loop round", 2)
+    heldout = round_pairs(policy, tokenizer, 1000, derive_seed(0, "loop heldout", 2))
+    candidates = round_pairs(policy, tokenizer, pool, derive_seed(0, "loop pool", 2), progress=True)
+    surprise = least_likely_token(reference, tokenizer, [p + x for p, a, b in candidates for x in (a, b)])
+    worst = [min(surprise[2 * i], surprise[2 * i + 1]) for i in range(len(candidates))]
+    picked = [candidates[i] for i in sorted(range(len(candidates)), key=worst.__getitem__)[:n]]
+    sets = {"random": round_pairs(policy, tokenizer, n, seed), "least likely": picked}
+    old = round_one_labels(one, cfg)
+    rows = dict(before=agreement(*load_reward_model(one / "reward_model"), heldout))
+    for name, pairs in sets.items():
+        broken = sum(not is_grammatical(p + a) or not is_grammatical(p + b) for p, a, b in pairs)
+        model, tok = load_reward_model(one / "reward_model")
+        continue_reward_model(model, tok, old, to_pairs([vars(r) for r in label_round(pairs, 0.1, seed)]), cfg, seed,
+                              progress=False)
+        rows[name] = dict(agreement(model, tok, heldout), pairs_with_a_broken_review=broken, pairs=len(pairs))
+        print(name, broken, f"{rows[name]['overall']:.3f}", rows[name]["by_gap"], flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    CHOSEN.write_text(json.dumps(dict(rows=rows, pool=pool, n=n, machine=f"{platform.machine()}, {os.cpu_count()} "
+                                      f"CPU cores", date=str(date.today()), commit=commit), indent=2) + "\n")
+
+
 def main(argv=None):
     from rlhf_lib.pipeline import PipelineSettings, pipeline_configs, run_pipeline
     from rlhf_lib.recipes import recipe_config
@@ -139,11 +202,16 @@ def main(argv=None):
                         help="finished `pipeline --rounds` folders to add (default recipe)")
     parser.add_argument("--control", type=Path, default=None,
                         help="a finished two-round run (default recipe): PPO of round 2 against round 1's reward model")
+    parser.add_argument("--chosen", type=int, default=0,
+                        help="a pool of this many pairs: round 2's labels on its least likely pairs, or random")
     parser.add_argument("--passes", type=int, nargs="*", default=[],
                         help="round 2's reward model with its new labels seen this many times (the old once)")
     parser.add_argument("--alone", type=int, nargs="*", default=[],
                         help="round 2's reward model with its new labels alone, seen this many times")
     args = parser.parse_args(argv)
+    if args.chosen:
+        chosen(args.chosen)
+        return
     if args.passes or args.alone:
         passes(args.passes, args.alone)
         return

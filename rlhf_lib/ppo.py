@@ -94,7 +94,8 @@ def clipped_surrogate(logp, logp_old, advantages, clip_eps: float = 0.2, mask=No
 
 
 def value_loss(values, returns, values_old=None, clip_eps: float | None = None, mask=None) -> torch.Tensor:
-    """0.5 * mean((V - G)^2); with clip_eps, the larger of that and the loss of V clipped near values_old."""
+    """0.5 * mean((V - R)^2), R the returns the critic is fitted to; with clip_eps, the larger of that and the loss of
+    V clipped near values_old."""
     loss = (values - returns) ** 2
     if clip_eps is not None:
         if values_old is None:

@@ -114,6 +114,7 @@ def follow_taste(labels: list[dict], taste: Callable[[str], float], iterations: 
     from rlhf_lib.rlhf import RLHFConfig, train_rlhf
 
     check_count("iterations", iterations)
+    check_count("n", n)
     reward_model, reward_tokenizer = train_on_labels(labels, seed=seed)
     reference, tokenizer = load_model()
     normalize_on(reward_model, reward_tokenizer, sample_texts(reference, tokenizer, 512, seed=1, stop_at="sentence"))

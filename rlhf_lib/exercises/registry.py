@@ -79,8 +79,9 @@ EXERCISES = {
         "log pi(a_t | s_t): log_softmax of the policy's logits, then pick each row's action (gather), not the max.\n"
         "Detach the baseline in the weights (G - V.detach()): the policy loss must not train the critic; "
         "the critic learns from its own 0.5 * mean((V - G)^2).\n"
-        "The loss is -mean(logp * weights) (minus: the optimizer descends); zero_grad, backward, step, in that "
-        "order; return the two losses as floats.",
+        "The loss is -mean(logp * weights) (minus: the optimizer descends); with normalize, divide the weights by "
+        "weights.std() + 1e-8 (torch's sample std); zero_grad, backward, step, in that order; return the two losses "
+        "as floats.",
         run=rl.run_reinforce_update, atol=1e-5),
     "bug_reinforce_update": Exercise("02", reinforce_update, rl.reinforce_update_cases,
         "Look at which log-probabilities enter the loss: there should be one per sample, of its own action.\n"
@@ -97,7 +98,8 @@ EXERCISES = {
         "Take the min of the two terms (the pessimistic one), also when A < 0."),
     "ppo_update": Exercise("03", ppo_update, rl.ppo_update_cases,
         "Shuffle once per epoch with torch.randperm(len(batch.obs)) and split with .chunk(cfg.minibatches) "
-        "(the checker replays the same shuffles); whiten the advantages of each minibatch.\n"
+        "(the checker replays the same shuffles); whiten the advantages of each minibatch with `whiten` (the "
+        "population std, divided by b, not torch's .std()).\n"
         "The ratio is exp(logp - batch.logp_old[idx]); the loss is clipped surrogate + vf_coef * value loss "
         "- ent_coef * entropy (a bonus: minus).\n"
         "zero_grad, backward, clip the gradient norm in ONE call over actor and critic parameters together "
