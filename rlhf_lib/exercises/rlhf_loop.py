@@ -94,7 +94,7 @@ def run_reference_logprobs(fn, seed, n, temperature):
     from rlhf_lib.rlhf import RLHFConfig, rollout
 
     model, tokenizer = load_model()
-    batch = rollout(model, tokenizer, ["The plot was", "", "Overall, the film"][: max(1, n)] * n,
+    batch = rollout(model, tokenizer, (["The plot was", "", "Overall, the film"] * n)[:n],
                     RLHFConfig(temperature=temperature, seed=seed), torch.Generator().manual_seed(seed))
     return fn(model, batch, temperature)
 
